@@ -1,0 +1,112 @@
+"""Training patches made on the fly, and the paired benchmark sets.
+
+Training: HR images are decoded once into memory. Each sample is a random HR crop (with a
+margin), a random flip/rotation, and an LR made by the MATLAB bicubic of :mod:`.imresize`, so
+the network trains on exactly the degradation it is tested on. The margin is cropped off after
+the downscale, so patch borders see real neighbours rather than MATLAB's symmetric padding.
+
+Samples are a pure function of ``(seed, step, index)``: resuming at step k replays the very
+same batches, and under DDP every rank builds only its own slice of the global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .images import ImageError, list_images, read_rgb
+from .imresize import imresize, quantize
+
+MARGIN_LR = 4  # LR pixels cut off each side after downscaling: covers the x4 bicubic support (2 LR px)
+
+
+class TrainPatches:
+    """Random (LR, HR) patch pairs from one or more folders of HR images."""
+
+    def __init__(self, folders: list[str | Path], scale: int, patch: int, min_size: int | None = None) -> None:
+        if patch % scale:
+            raise ValueError(f"HR patch size {patch} must be divisible by the scale {scale}")
+        self.scale, self.patch = scale, patch
+        self.crop = patch + 2 * MARGIN_LR * scale
+        paths: list[Path] = []
+        for folder in folders:
+            folder = Path(folder)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"training data folder not found: {folder}")
+            paths += list_images(folder)
+        if not paths:
+            raise ValueError(f"no images found in {', '.join(map(str, folders))}")
+        self.paths = paths
+        self.images: list[torch.Tensor] = []
+        for p in paths:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("RGB"))
+            if min(arr.shape[:2]) >= self.crop:
+                self.images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+        if not self.images:
+            raise ValueError(f"no training image is at least {self.crop}x{self.crop} px; use a smaller --patch")
+
+    def sample(self, seed: int, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` of the global batch at ``step``: (LR 3xpxp/s, HR 3xpxp), float in [0,1]."""
+        g = torch.Generator().manual_seed(hash((seed, step, index)) & 0x7FFFFFFFFFFF)
+        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        h, w = img.shape[-2:]
+        # Crop on the scale grid so the LR pixel centres line up with the HR ones, as in imresize.
+        top = int(torch.randint((h - self.crop) // self.scale + 1, (1,), generator=g)) * self.scale
+        left = int(torch.randint((w - self.crop) // self.scale + 1, (1,), generator=g)) * self.scale
+        hr = img[:, top : top + self.crop, left : left + self.crop].to(torch.float32) / 255.0
+        rot, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
+        hr = torch.rot90(hr, rot, (1, 2))
+        if flip:
+            hr = hr.flip(-1)
+        lr = quantize(imresize(hr.double(), 1 / self.scale)).float()
+        m, ms = MARGIN_LR, MARGIN_LR * self.scale
+        return lr[:, m:-m, m:-m].contiguous(), hr[:, ms:-ms, ms:-ms].contiguous()
+
+    def batch(self, seed: int, step: int, indices: range) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.sample(seed, step, i) for i in indices]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+@dataclass
+class BenchmarkImage:
+    name: str
+    lr: torch.Tensor  # (3, h, w) in [0,1]
+    hr: torch.Tensor  # (3, h*s, w*s) in [0,1]
+
+
+BUILTIN_BENCHMARK_ROOT = Path(__file__).resolve().parent.parent / "assets" / "benchmark"
+
+
+def shared_benchmark_root() -> Path:
+    """``../shared/datasets/benchmark`` beside the checkout (the developers' and CI's copy)."""
+    return Path(__file__).resolve().parents[3] / "shared" / "datasets" / "benchmark"
+
+
+def load_benchmark(name: str, scale: int, root: str | Path | None = None) -> list[BenchmarkImage]:
+    """Read ``<root>/<name>/x<scale>/{HR,LR}``: the published MATLAB LR, never a re-made one.
+
+    With no ``root``, the built-in copy inside the package is used (Set5 ships there).
+    """
+    base = Path(root) if root is not None else BUILTIN_BENCHMARK_ROOT
+    folder = base / name / f"x{scale}"
+    if not folder.is_dir():
+        hint = "" if root is not None else " (only Set5 ships with the package; pass --data-root for others)"
+        raise FileNotFoundError(f"benchmark folder not found: {folder}{hint}")
+    hr_paths = list_images(folder / "HR")
+    if not hr_paths:
+        raise FileNotFoundError(f"no HR images in {folder / 'HR'}")
+    out = []
+    for hp in hr_paths:
+        lp = folder / "LR" / hp.name
+        if not lp.exists():
+            raise FileNotFoundError(f"LR image missing for {hp.name}: {lp}")
+        lr, hr = read_rgb(lp), read_rgb(hp)
+        if tuple(hr.shape[-2:]) != (lr.shape[-2] * scale, lr.shape[-1] * scale):
+            raise ImageError(f"{hp.name}: HR {tuple(hr.shape[-2:])} is not {scale}x LR {tuple(lr.shape[-2:])}")
+        out.append(BenchmarkImage(hp.stem, lr, hr))
+    return out
