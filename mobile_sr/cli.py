@@ -69,5 +69,108 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
                f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'}")
 
 
+@main.command("models")
+def models_cmd() -> None:
+    """List built-in models: scales with shipped weights, size, cost and Set5/Set14 PSNR."""
+    from .models import MODELS, create_model, manifest, profile, shipped_scales
+
+    click.echo(f"{'model':<10} {'scale':>5} {'params':>8} {'MACs/px':>8} {'Set5':>13} {'Set14':>13}  description")
+    for name, spec in MODELS.items():
+        scales = shipped_scales(name) or [2]
+        for scale in scales:
+            prof = profile(create_model(name, scale, pretrained=False), scale)
+            man = manifest(name, scale) or {}
+            figs = man.get("eval", {})
+            s5 = f"{figs['Set5']['psnr']:.2f}/{figs['Set5']['ssim']:.4f}" if "Set5" in figs else "untrained"
+            s14 = f"{figs['Set14']['psnr']:.2f}/{figs['Set14']['ssim']:.4f}" if "Set14" in figs else "-"
+            click.echo(f"{name:<10} {'x' + str(scale):>5} {prof.params:>8,} {prof.macs_per_output_pixel:>8,.0f} "
+                       f"{s5:>13} {s14:>13}  {spec.description}")
+
+
+def _load(model: str, scale: int | None):
+    from .models import ModelError, load_model
+
+    try:
+        return load_model(model, scale)
+    except ModelError as exc:
+        fail(str(exc))
+
+
+@main.command("eval")
+@click.option("--model", "model_spec", default="fsrcnn", show_default=True,
+              help="Built-in model name, run folder, .pt checkpoint or .safetensors file; 'bicubic' for the baseline.")
+@click.option("--dataset", default="Set5", show_default=True)
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder holding <dataset>/x<scale>/{HR,LR}; default: the Set5 copy inside the package.")
+@click.option("--tile", type=int, default=None, help="Run tiled with this LR tile size.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the scores here.")
+def eval_cmd(model_spec: str, dataset: str, scale: int, data_root: str | None, tile: int | None,
+             json_out: str | None) -> None:
+    """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables)."""
+    import json
+
+    from .train.evaluate import bicubic, evaluate_dataset
+
+    if model_spec == "bicubic":
+        fn, label = (lambda x: bicubic(x, scale)), "bicubic"
+    else:
+        fn, label = _load(model_spec, scale), model_spec
+        if getattr(fn, "scale", scale) != scale:
+            fail(f"{model_spec} is a x{fn.scale} model, not x{scale}")
+    try:
+        res = evaluate_dataset(fn, dataset, scale, data_root, model=label, tile=tile)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(f"{label} on {dataset} x{scale} (Y, crop {scale})")
+    click.echo(f"{'image':<16} {'PSNR':>7} {'SSIM':>7}")
+    for img in res.images:
+        click.echo(f"{img.name:<16} {img.psnr:>7.2f} {img.ssim:>7.4f}")
+    click.echo(f"{'mean':<16} {res.psnr:>7.2f} {res.ssim:>7.4f}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+
+
+@main.command()
+@click.argument("src", type=click.Path(exists=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(), help="Output image, or folder when SRC is one.")
+@click.option("--model", "model_spec", default="fsrcnn", show_default=True,
+              help="Built-in model name, run folder or checkpoint.")
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--tile", type=int, default=256, show_default=True, help="LR tile side (0: whole image at once).")
+@click.option("--overlap", type=int, default=8, show_default=True, help="LR pixels of context around each tile.")
+def upscale(src: str, dst: str, model_spec: str, scale: int, tile: int, overlap: int) -> None:
+    """Upscale an image, or every image in a folder (the model loads once)."""
+    from .data.images import IMAGE_EXTENSIONS, ImageError, list_images
+    from .upscale import upscale_file
+
+    src_p, dst_p = Path(src), Path(dst)
+    if not src_p.exists():
+        fail(f"{src}: no such file or folder")
+    if src_p.is_dir():
+        jobs = [(p, dst_p / p.name) for p in list_images(src_p)]
+        if not jobs:
+            fail(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        if dst_p.exists() and not dst_p.is_dir():
+            fail(f"{dst}: must be a folder when the input is a folder")
+    else:
+        if dst_p.is_dir():
+            dst_p = dst_p / src_p.name
+        jobs = [(src_p, dst_p)]
+    model = _load(model_spec, scale)
+    failed = 0
+    for inp, out in jobs:
+        try:
+            res = upscale_file(model, scale, inp, out, tile=tile or None, overlap=overlap)
+        except ImageError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        click.echo(f"{inp} {res.in_size[0]}x{res.in_size[1]} -> {out} {res.out_size[0]}x{res.out_size[1]} "
+                   f"({res.seconds:.2f} s)")
+    if failed:
+        sys.exit(EXIT_USAGE)
+
+
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ class ImageError(ValueError):
 class LoadedImage:
     """An image as the model sees it, plus what is needed to write it back the same way."""
 
-    rgb: torch.Tensor  # (3, H, W) float32 in [0, 1]
+    rgb: torch.Tensor  # (3, H, W) float32 in [0, 1] (or uint8/uint16 levels on the way out)
     alpha: torch.Tensor | None  # (1, H, W) float32 in [0, 1], or None
     grayscale: bool
     sixteen_bit: bool
@@ -72,24 +72,33 @@ def _from_pil(im: Image.Image) -> LoadedImage:
     return LoadedImage(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), None, False, False)
 
 
+def _levels(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """Float [0,1] -> integer levels; integer tensors are rescaled only if their depth differs."""
+    peak = 65535 if dtype == torch.uint16 else 255
+    if t.dtype.is_floating_point:
+        return t.clamp(0, 1).mul(peak).round().to(dtype).numpy()
+    if t.dtype == dtype:
+        return t.numpy()
+    return (t.to(torch.float32) * (peak / (65535 if t.dtype == torch.uint16 else 255))).round().to(dtype).numpy()
+
+
 def to_pil(img: LoadedImage) -> Image.Image:
     """Turn a (possibly upscaled) LoadedImage back into a PIL image of the original kind."""
-    rgb = img.rgb.detach().clamp(0, 1)
+    rgb = img.rgb.detach()
     if img.grayscale:
-        y = rgb.mean(0)
+        y = rgb.to(torch.float32).mean(0)  # the model saw 3 equal channels; average what it made of them
+        if not rgb.dtype.is_floating_point:
+            y = y.round().to(rgb.dtype)
         if img.sixteen_bit and img.alpha is None:
-            arr = (y.numpy() * 65535.0).round().astype(np.uint16)
-            return Image.fromarray(arr)
-        gray = Image.fromarray((y.numpy() * 255).round().astype(np.uint8), "L")
+            return Image.fromarray(_levels(y, torch.uint16))
+        gray = Image.fromarray(_levels(y, torch.uint8), "L")
         if img.alpha is None:
             return gray
-        a = Image.fromarray((img.alpha[0].clamp(0, 1).numpy() * 255).round().astype(np.uint8), "L")
-        return Image.merge("LA", (gray, a))
-    arr = (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        return Image.merge("LA", (gray, Image.fromarray(_levels(img.alpha[0], torch.uint8), "L")))
+    arr = np.ascontiguousarray(_levels(rgb, torch.uint8).transpose(1, 2, 0))
     out = Image.fromarray(arr, "RGB")
     if img.alpha is not None:
-        a = Image.fromarray((img.alpha[0].clamp(0, 1).numpy() * 255).round().astype(np.uint8), "L")
-        out.putalpha(a)
+        out.putalpha(Image.fromarray(_levels(img.alpha[0], torch.uint8), "L"))
     return out
 
 
