@@ -68,8 +68,10 @@ def _from_pil(im: Image.Image) -> LoadedImage:
         return LoadedImage(t[:3].contiguous(), t[3:].contiguous(), False, False)
     if mode in ("RGB;16", "RGB;16B", "RGBA;16B"):  # pragma: no cover - Pillow expands these itself
         im = im.convert("RGB")
-    arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return LoadedImage(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), None, False, False)
+    # uint8 HWC -> float CHW in one copy: an 8K image must not hold several float copies at once.
+    arr = np.array(im if im.mode == "RGB" else im.convert("RGB"))  # writable, as torch wants
+    rgb = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)
+    return LoadedImage(rgb, None, False, False)
 
 
 def _levels(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -95,8 +97,9 @@ def to_pil(img: LoadedImage) -> Image.Image:
         if img.alpha is None:
             return gray
         return Image.merge("LA", (gray, Image.fromarray(_levels(img.alpha[0], torch.uint8), "L")))
-    arr = np.ascontiguousarray(_levels(rgb, torch.uint8).transpose(1, 2, 0))
-    out = Image.fromarray(arr, "RGB")
+    # Merge per-channel planes rather than transposing CHW -> HWC: one less full-size copy.
+    planes = _levels(rgb, torch.uint8)
+    out = Image.merge("RGB", [Image.fromarray(np.ascontiguousarray(p), "L") for p in planes])
     if img.alpha is not None:
         out.putalpha(Image.fromarray(_levels(img.alpha[0], torch.uint8), "L"))
     return out

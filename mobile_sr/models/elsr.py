@@ -4,12 +4,19 @@ for Mobile Devices"), the winner of the MAI 2022 low-power SR challenge.
 Six layers, five with weights: conv 3x3 (3->6), conv 3x3 (6->6), PReLU, conv 3x3 (6->6) with a skip
 from the first conv, conv 3x3 (6 -> 3*s^2), PixelShuffle(s). Everything runs at LR and every op is
 one that phone NPUs and XNNPACK accelerate, which is the point of the design.
+
+Image-space residual: the LR input, repeated s^2 times per colour, is added before the
+PixelShuffle (the "anchor" residual of the Mobile AI challenge models), so the net predicts only
+the detail on top of nearest-neighbour upscaling. It is a fixed 0/1 1x1 convolution, so every
+exporter sees a plain conv. Without it, 6 channels spend their capacity re-learning interpolation:
+our first run stalled at 33.9 dB Set5 x2 after 8k steps (bicubic is 33.67).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class ELSR(nn.Module):
@@ -24,6 +31,11 @@ class ELSR(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.up = nn.Conv2d(width, channels * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
+        # anchor[c*s*s + k, c] = 1: output channel group c of the shuffle gets input colour c.
+        anchor = torch.zeros(channels * scale * scale, channels, 1, 1)
+        for c in range(channels):
+            anchor[c * scale * scale : (c + 1) * scale * scale, c] = 1.0
+        self.register_buffer("anchor", anchor, persistent=False)
 
     def tail(self) -> nn.Module:
         return self.up
@@ -34,4 +46,4 @@ class ELSR(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.head(x)
         f = f + self.conv2(self.act(self.conv1(f)))
-        return self.shuffle(self.up(f))
+        return self.shuffle(self.up(f) + F.conv2d(x, self.anchor))

@@ -7,7 +7,7 @@ receptive-field radius the result equals the untiled one up to float rounding.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
