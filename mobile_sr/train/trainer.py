@@ -166,7 +166,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             ckpt_path,
         )
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank == 0 and False or rank != 0,
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0,
                dynamic_ncols=True, unit="it")
     val_psnr = float("nan")
     t_last = time.perf_counter()
