@@ -100,12 +100,12 @@ def _load(model: str, scale: int | None):
 @click.option("--model", "model_spec", default="fsrcnn", show_default=True,
               help="Built-in model name, run folder, .pt checkpoint or .safetensors file; 'bicubic' for the baseline.")
 @click.option("--dataset", default="Set5", show_default=True)
-@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder holding <dataset>/x<scale>/{HR,LR}; default: the Set5 copy inside the package.")
 @click.option("--tile", type=int, default=None, help="Run tiled with this LR tile size.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the scores here.")
-def eval_cmd(model_spec: str, dataset: str, scale: int, data_root: str | None, tile: int | None,
+def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | None, tile: int | None,
              json_out: str | None) -> None:
     """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables)."""
     import json
@@ -113,11 +113,11 @@ def eval_cmd(model_spec: str, dataset: str, scale: int, data_root: str | None, t
     from .train.evaluate import bicubic, evaluate_dataset
 
     if model_spec == "bicubic":
+        scale = scale or 2
         fn, label = (lambda x: bicubic(x, scale)), "bicubic"
     else:
         fn, label = _load(model_spec, scale), model_spec
-        if getattr(fn, "scale", scale) != scale:
-            fail(f"{model_spec} is a x{fn.scale} model, not x{scale}")
+        scale = fn.scale
     try:
         res = evaluate_dataset(fn, dataset, scale, data_root, model=label, tile=tile)
     except (FileNotFoundError, ValueError) as exc:
@@ -136,10 +136,10 @@ def eval_cmd(model_spec: str, dataset: str, scale: int, data_root: str | None, t
 @click.option("-o", "--output", "dst", required=True, type=click.Path(), help="Output image, or folder when SRC is one.")
 @click.option("--model", "model_spec", default="fsrcnn", show_default=True,
               help="Built-in model name, run folder or checkpoint.")
-@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--tile", type=int, default=256, show_default=True, help="LR tile side (0: whole image at once).")
 @click.option("--overlap", type=int, default=8, show_default=True, help="LR pixels of context around each tile.")
-def upscale(src: str, dst: str, model_spec: str, scale: int, tile: int, overlap: int) -> None:
+def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, overlap: int) -> None:
     """Upscale an image, or every image in a folder (the model loads once)."""
     from .data.images import IMAGE_EXTENSIONS, ImageError, list_images
     from .upscale import upscale_file
@@ -161,7 +161,7 @@ def upscale(src: str, dst: str, model_spec: str, scale: int, tile: int, overlap:
     failed = 0
     for inp, out in jobs:
         try:
-            res = upscale_file(model, scale, inp, out, tile=tile or None, overlap=overlap)
+            res = upscale_file(model, model.scale, inp, out, tile=tile or None, overlap=overlap)
         except ImageError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1

@@ -1,0 +1,48 @@
+"""The eval and models commands as a user types them."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+
+from mobile_sr.cli import main
+from mobile_sr.models import create_model
+from mobile_sr.train.trainer import write_weights
+
+
+def test_eval_bicubic_prints_table_and_writes_json(tmp_path):
+    out = tmp_path / "scores.json"
+    r = CliRunner().invoke(main, ["eval", "--model", "bicubic", "--scale", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0].startswith("bicubic on Set5 x2") and len(lines) == 2 + 5 + 1
+    mean = float(lines[-1].split()[1])
+    assert abs(mean - 33.67) < 0.05
+    data = json.loads(out.read_text())
+    assert len(data["images"]) == 5 and abs(data["mean_psnr"] - mean) < 0.01
+
+
+def test_eval_checkpoint_takes_its_scale_and_tiles_identically(tmp_path):
+    torch.manual_seed(0)
+    m = create_model("elsr", 3, pretrained=False)
+    write_weights(m, {"model": "elsr", "scale": 3, "config": m.config()}, tmp_path / "e.safetensors")
+    full = CliRunner().invoke(main, ["eval", "--model", str(tmp_path / "e.safetensors")])
+    tiled = CliRunner().invoke(main, ["eval", "--model", str(tmp_path / "e.safetensors"), "--tile", "40"])
+    assert full.exit_code == 0 and "Set5 x3" in full.output
+    assert full.output.splitlines()[-1] == tiled.output.splitlines()[-1]
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    r = CliRunner().invoke(main, ["eval", "--model", "bicubic", "--dataset", "Set14"])
+    assert r.exit_code == 2 and "only Set5 ships" in r.output
+    r = CliRunner().invoke(main, ["eval", "--model", "bicubic", "--dataset", "Set5", "--data-root", str(tmp_path)])
+    assert r.exit_code == 2 and "benchmark folder not found" in r.output
+
+
+def test_models_table_lists_every_model():
+    r = CliRunner().invoke(main, ["models"])
+    assert r.exit_code == 0, r.output
+    for name in ("fsrcnn", "fsrcnn-s", "elsr"):
+        assert f"\n{name} " in r.output
