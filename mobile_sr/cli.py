@@ -172,5 +172,77 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
         sys.exit(EXIT_USAGE)
 
 
+@main.command("bench")
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--device", type=click.Choice(["host", "adb"]), default="host", show_default=True,
+              help="host: this machine's runtimes; adb: an Android device.")
+@click.option("--serial", default=None, help="adb device serial (default: $ANDROID_SERIAL, else the only device).")
+@click.option("--adb", "adb_path", default=None, help="adb executable (default: $ADB, else adb on PATH).")
+@click.option("--runner", type=click.Choice(["binary", "app"]), default=None,
+              help="adb: run --binary on the phone, or the demo app (default: binary when --binary is given).")
+@click.option("--binary", "binaries", multiple=True, type=click.Path(dir_okay=False),
+              help="adb: TFLite benchmark_model and/or ExecuTorch executor_runner for the phone (repeatable).")
+@click.option("--apk", type=click.Path(dir_okay=False), default=None, help="adb app runner: install this APK first.")
+@click.option("--backend", type=click.Choice(["xnnpack", "gpu", "nnapi", "qnn", "vulkan"]), default="xnnpack",
+              show_default=True, help="adb app runner: the backend the app runs the model on.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--input-size", default="256x256", show_default=True,
+              help="Input size for checkpoints (exported artifacts have their own).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="adb: seconds any one device step (push, run, app) may take.")
+@click.option("--no-psnr", is_flag=True, help="Skip the Set5 PSNR of each artifact.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), default=None, help="Write one row per artifact here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of PSNR against latency here.")
+@click.option("--no-progress", is_flag=True)
+def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_path: str | None, runner: str | None,
+              binaries: tuple[str, ...], apk: str | None, backend: str, threads: int, warmup: int, runs: int,
+              input_size: str, timeout: float, no_psnr: bool, json_out: str | None, csv_out: str | None,
+              plot_out: str | None, no_progress: bool) -> None:
+    """Latency, memory and Set5 PSNR of exported artifacts (or checkpoints), on the host or a phone."""
+    from .bench.adb import AdbError
+    from .bench.artifact import BenchError, open_artifact, parse_size
+    from .bench.report import table, write_csv, write_json, write_plot
+    from .bench.run import bench, connect
+
+    for out in (json_out, csv_out, plot_out):
+        if out and not Path(out).resolve().parent.is_dir():
+            fail(f"{out}: its folder does not exist")
+    if plot_out and Path(plot_out).suffix.lower() != ".png":
+        fail(f"--plot {plot_out}: must be a .png file")
+    if device == "host" and (serial or runner or binaries or apk):
+        fail("--serial, --runner, --binary and --apk apply to --device adb only")
+    runner = runner or ("binary" if binaries else "app")
+    if device == "adb" and runner == "binary" and not binaries:
+        fail("--runner binary needs --binary PATH (TFLite benchmark_model or ExecuTorch executor_runner)")
+    for path in (*binaries, *([apk] if apk else [])):
+        if not Path(path).is_file():
+            fail(f"{path}: no such file")
+    try:
+        size = parse_size(input_size)
+        arts = [open_artifact(a, size) for a in artifacts]
+    except BenchError as exc:
+        fail(str(exc))
+    try:
+        plan = connect(adb_path, serial, timeout, runner, [Path(b) for b in binaries], Path(apk) if apk else None,
+                       backend) if device == "adb" else None
+        doc = bench(arts, plan=plan, threads=threads, warmup=warmup, runs=runs, psnr=not no_psnr,
+                    progress=not no_progress)
+    except AdbError as exc:
+        fail(str(exc), exc.code)
+    click.echo(table(doc))
+    if json_out:
+        write_json(doc, Path(json_out))
+    if csv_out:
+        write_csv(doc["results"], Path(csv_out))
+    if plot_out:
+        write_plot(doc, Path(plot_out))
+    if any(r["status"] == "failed" for r in doc["results"]):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,131 @@
+"""What is benchmarked: an exported file and its sidecar, or a PyTorch checkpoint run eagerly.
+
+The sidecar (``<artifact>.json``, written by ``mobile-sr export``) says what the file is: model,
+scale, precision and the fixed input and output shapes. The bench reads nothing else about it, so
+an artifact benchmarks the same on the host and on a phone. A checkpoint has no fixed shape; it is
+run at ``input_size``, the baseline a user of the seed repositories gets from plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from ..models import MODELS, ModelError, create_model, load_model, profile
+
+SUFFIXES = {".tflite": "tflite", ".pte": "executorch", ".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+CHECKPOINT_SUFFIXES = (".pt", ".safetensors")
+
+
+class BenchError(ValueError):
+    """Bad bench input (missing file or sidecar, bad size); one line saying what to do. Exit code 2."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    format: str  # tflite | executorch | onnx | coreml | pytorch
+    precision: str
+    model: str | None
+    scale: int
+    input_size: tuple[int, int]  # LR (height, width)
+    output_size: tuple[int, int]
+    macs: float | None  # multiply-accumulates per inference, from the model's real layers
+    module: nn.Module | None = None  # the eager model (format "pytorch" only)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def output_megapixels(self) -> float:
+        return self.output_size[0] * self.output_size[1] / 1e6
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def open_artifact(spec: str, input_size: tuple[int, int]) -> Artifact:
+    """An exported artifact (with its sidecar), a checkpoint/run folder, or a built-in model name."""
+    path = Path(spec)
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is not None:
+        if not path.exists():
+            raise BenchError(f"{spec}: no such file")
+        return _from_sidecar(path, fmt)
+    if path.exists() or spec in MODELS:
+        if path.is_file() and path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise BenchError(f"{spec}: not an artifact ({', '.join(SUFFIXES)}) nor a checkpoint "
+                             f"({', '.join(CHECKPOINT_SUFFIXES)})")
+        return _from_checkpoint(spec, input_size)
+    raise BenchError(f"{spec}: no such file, and not a built-in model ({', '.join(MODELS)})")
+
+
+def _from_sidecar(path: Path, fmt: str) -> Artifact:
+    side = sidecar_path(path)
+    if not side.exists():
+        raise BenchError(f"{path}: its sidecar {side.name} is missing; export with `mobile-sr export`, "
+                         "which writes both")
+    try:
+        doc = json.loads(side.read_text())
+        model, inp, out = doc["model"], doc["inputs"][0], doc["outputs"][0]
+        precision, scale = doc["artifact"]["precision"], int(model["scale"])
+        size_in, size_out = _hw(inp), _hw(out)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BenchError(f"{side}: not a mobile-sr sidecar ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if doc["artifact"].get("format") != fmt:
+        raise BenchError(f"{side}: describes a {doc['artifact'].get('format')} artifact, but {path.name} is {fmt}")
+    return Artifact(path, fmt, precision, model.get("name"), scale, size_in, size_out,
+                    _macs(model.get("name"), scale, model.get("config", {}), size_out))
+
+
+def _hw(tensor: dict) -> tuple[int, int]:
+    """(height, width) of a sidecar tensor, whatever its layout."""
+    shape = tensor["shape"]
+    if tensor["layout"] == "NCHW":
+        return int(shape[2]), int(shape[3])
+    if tensor["layout"] == "NHWC":
+        return int(shape[1]), int(shape[2])
+    raise ValueError(f"unknown layout {tensor['layout']!r}")
+
+
+def _macs(name: str | None, scale: int, config: dict, size_out: tuple[int, int]) -> float | None:
+    """MACs per inference of a built-in architecture at this output size; None for an unknown one."""
+    if name not in MODELS:
+        return None
+    try:
+        net = create_model(name, scale, pretrained=False, **config)
+    except (ModelError, TypeError):
+        return None
+    return profile(net, scale).macs_per_output_pixel * size_out[0] * size_out[1]
+
+
+def _from_checkpoint(spec: str, input_size: tuple[int, int]) -> Artifact:
+    try:
+        net = load_model(spec)
+    except ModelError as exc:
+        raise BenchError(str(exc)) from None
+    scale = int(net.scale)
+    h, w = input_size
+    size_out = (h * scale, w * scale)
+    macs = profile(net, scale).macs_per_output_pixel * size_out[0] * size_out[1]
+    path = Path(spec) if Path(spec).exists() else Path(f"{spec}_x{scale}")
+    return Artifact(path, "pytorch", "fp32", getattr(net, "model_name", None), scale, (h, w), size_out, macs, net)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` or ``N`` -> (H, W) for checkpoints, which have no fixed input shape."""
+    parts = text.lower().split("x")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        h, w = int(parts[0]), int(parts[-1])
+    except ValueError:
+        raise BenchError(f"--input-size {text!r} is not HxW (e.g. 256x256) or N") from None
+    if h < 1 or w < 1 or h > 4096 or w > 4096:
+        raise BenchError(f"--input-size {text}: each side must be 1..4096 pixels")
+    return h, w

@@ -1,0 +1,146 @@
+"""One bench run: every artifact on one device, the same way, into one results document.
+
+An artifact that this device cannot run (Core ML off Apple, ONNX on a phone) is recorded as
+``unsupported`` and the run goes on; one that should run and does not is ``failed`` with one line
+saying why, and the run goes on; a device that stops answering (AdbError) ends the run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import host
+from .adb import Adb, AdbError, find_adb, select_device
+from .artifact import Artifact
+from .matmul import matmul_gmacs
+from .remote import BINARY_FORMATS, RunFailed, app_ready, install_apk, pick_binary, run_app, run_binary
+from .report import document, record
+
+ON_PHONE = {"binary": ("tflite", "executorch"), "app": ("tflite", "executorch")}
+
+
+@dataclass
+class AdbPlan:
+    """How artifacts run on the phone: ``runner`` "binary" (with ``binaries``) or "app" (with ``backend``)."""
+
+    adb: Adb
+    runner: str
+    binaries: list[Path]
+    backend: str
+
+
+def host_device() -> dict:
+    """The device section for this machine (CPU name, machine type, OS, cores)."""
+    cpu = None
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1).strip() if m else None
+    except OSError:
+        pass
+    return {"kind": "host", "serial": None, "manufacturer": None, "model": cpu or platform.processor() or None,
+            "abi": platform.machine() or None, "os": platform.platform(), "sdk": None, "soc": None,
+            "cpu_cores": os.cpu_count(), "thermal_start": None, "thermal_end": None}
+
+
+def unsupported(artifact: Artifact, plan: AdbPlan | None) -> str | None:
+    """Why this device cannot run the artifact's format at all, or None."""
+    if plan is None:
+        return host.NOT_ON_HOST.get(artifact.format)
+    if artifact.format not in ON_PHONE[plan.runner]:
+        return f"no Android {plan.runner} runner for {artifact.format} artifacts (TFLite and ExecuTorch only)"
+    if plan.runner == "binary" and pick_binary(plan.binaries, artifact.format) is None:
+        return (f"no --binary for {artifact.format}: pass {BINARY_FORMATS[artifact.format]} "
+                "(a file name containing that name)")
+    return None
+
+
+def bench(artifacts: list[Artifact], *, plan: AdbPlan | None, threads: int, warmup: int, runs: int, psnr: bool,
+          matmul_n: int = 2048, progress: bool = True) -> dict:
+    """Benchmark every artifact; returns the results document (``results.schema.json``)."""
+    device = host_device() if plan is None else plan.adb.describe()
+    matmul = matmul_gmacs(threads, matmul_n) if plan is None else None
+    per = max(warmup, 0) + runs
+    results = []
+    with tqdm(total=per * len(artifacts), unit="run", desc="bench", disable=None if progress else True,
+              leave=False) as bar:
+        for art in artifacts:
+            start = bar.n
+            bar.set_postfix_str(art.name[-40:])
+            results.append(_one(art, plan, threads, warmup, runs, psnr, matmul, bar))
+            bar.update(start + per - bar.n)
+    if plan is not None:
+        device["thermal_end"] = plan.adb.thermal()
+    return document(device, matmul, _bicubic(artifacts, plan, threads, warmup, runs, psnr), results)
+
+
+def _one(art: Artifact, plan: AdbPlan | None, threads: int, warmup: int, runs: int, psnr: bool,
+         matmul: float | None, bar: tqdm) -> dict:
+    runner = "host" if plan is None else plan.runner
+    common = dict(runner=runner, threads=threads, warmup=warmup, runs=runs, matmul_gmacs=matmul)
+    reason = unsupported(art, plan)
+    if reason:
+        return record(art, measurement=None, status="unsupported", error=reason, psnr=None, **common)
+    try:
+        if plan is None:
+            m = host.measure(art, threads, warmup, runs, bar)
+        elif plan.runner == "binary":
+            binary = pick_binary(plan.binaries, art.format)
+            assert binary is not None
+            m = run_binary(plan.adb, art.path, art.format, binary, threads, warmup, runs)
+        else:
+            m, _ = run_app(plan.adb, art.path, plan.backend, threads, warmup, runs)
+    except AdbError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken artifact may raise anything from its runtime
+        return record(art, measurement=None, status="failed", error=_one_line(exc), psnr=None, **common)
+    quality = _psnr(art, threads) if psnr else None
+    return record(art, measurement=m, status="ok", error=None, psnr=quality, **common)
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, (RunFailed, host.RuntimeMissing)):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+def _psnr(art: Artifact, threads: int) -> float | None:
+    """Set5 PSNR on the host, where the host has the artifact's runtime; None otherwise."""
+    if art.format not in host.HOST_FORMATS:
+        return None
+    try:
+        host.preload(art.format)
+        return host.set5_psnr(art, threads)
+    except host.RuntimeMissing:
+        return None
+
+
+def _bicubic(artifacts: list[Artifact], plan: AdbPlan | None, threads: int, warmup: int, runs: int,
+             psnr: bool) -> list[dict]:
+    """The bicubic reference per scale: Set5 PSNR, and on the host its latency at the same input size."""
+    refs = []
+    for scale in sorted({a.scale for a in artifacts}):
+        size = next(a.input_size for a in artifacts if a.scale == scale)
+        latency = host.bicubic_latency(size, scale, threads, warmup, runs).median_ms if plan is None else None
+        quality = host.bicubic_set5_psnr(scale) if psnr else None
+        refs.append({"scale": scale, "input_size": list(size),
+                     "set5_psnr(db)": None if quality is None else round(quality, 3),
+                     "median_inference_latency(ms)": None if latency is None else round(latency, 3)})
+    return refs
+
+
+def connect(adb_path: str | None, serial: str | None, timeout: float, runner: str, binaries: list[Path],
+            apk: Path | None, backend: str) -> AdbPlan:
+    """Find adb, pick the device, install the APK if given and check the app is there (app runner)."""
+    adb = select_device(find_adb(adb_path), serial, timeout)
+    if apk is not None:
+        install_apk(adb, apk)
+    if runner == "app":
+        app_ready(adb)
+    return AdbPlan(adb, runner, binaries, backend)
