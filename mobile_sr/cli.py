@@ -244,5 +244,43 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
         sys.exit(1)
 
 
+@main.command("export")
+@click.option("--target", "targets", multiple=True, required=True, metavar="FORMAT",
+              help="tflite, executorch, coreml, onnx, or all (repeatable or comma-separated).")
+@click.option("--int8", is_flag=True, help="int8 weights and activations, calibrated on real images.")
+@click.option("--fp16", is_flag=True, help="fp16 weights (Core ML exports fp16 anyway).")
+@click.option("--int8-io", is_flag=True, help="int8 with int8 input and output tensors too (TFLite; implies --int8).")
+@click.option("--model", "model_spec", default="fsrcnn", show_default=True,
+              help="Built-in model name, run folder or checkpoint (.pt/.safetensors).")
+@click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--input-size", default="256x256", show_default=True,
+              help="Fixed LR input HxW: phones run SR on fixed tiles (XNNPACK/QNN need static shapes).")
+@click.option("--calib", "calib_dir", type=click.Path(), default=None,
+              help="Folder of calibration images for --int8 (default: the crops shipped in the package).")
+@click.option("-o", "--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--no-verify", is_flag=True, help="Do not run the artifacts in their runtimes.")
+def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, model_spec: str, scale: int | None,
+               input_size: str, calib_dir: str | None, out_dir: str, no_verify: bool) -> None:
+    """Export a model for phones (TFLite, ExecuTorch, Core ML, ONNX), each checked in its real runtime."""
+    from .export import ExportError, export, parse_size, parse_targets
+    from .export.report import table
+
+    try:
+        names, size = parse_targets(targets), parse_size(input_size)
+    except ExportError as exc:
+        fail(str(exc))
+    model = _load(model_spec, scale)
+    try:
+        results = export(model, names, source=model_spec, int8=int8 or int8_io, fp16=fp16, int8_io=int8_io,
+                         size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify)
+    except ExportError as exc:
+        fail(str(exc))
+    click.echo(table(results))
+    click.echo(f"next: mobile-sr bench {' '.join(str(r.path) for r in results)}")
+    failed = [r.path.name for r in results if r.verification.status == "failed"]
+    if failed:
+        fail(f"verification failed for {', '.join(failed)} (kept, marked unverified in the sidecar)", code=1)
+
+
 if __name__ == "__main__":
     main()

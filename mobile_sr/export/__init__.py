@@ -1,0 +1,181 @@
+"""Export a model for phones: one table of formats, and one loop that exports, times, verifies and
+describes every artifact the same way.
+
+Each format module has ``export(wrapper, example, precision, calib, dest) -> OpsReport | None`` and
+``load(path, threads) -> Loaded``; everything else (naming, calibration, verification, the sidecar,
+atomic placement) happens here, once.
+
+Atomic output: an artifact is written and verified inside a hidden temporary folder in the output
+folder, and only then renamed to its final name (``os.replace``, atomic on one file system), its
+sidecar last. A crash or a kill leaves at most a ``.<name>.*`` temporary folder, never a partial
+file under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import coreml, executorch, onnx, tflite
+from . import sidecar as sc
+from .calib import CalibSet, load_calib
+from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
+from .equalize import equalize
+from .verify import MIN_SIDE, Reference, Verification, verify
+
+__all__ = ["FORMATS", "DEFAULT_SIZE", "ExportError", "Result", "export", "parse_size", "parse_targets"]
+
+DEFAULT_SIZE = (256, 256)  # LR tile side: a 512x512 output at x2, small enough for any phone NPU/GPU
+MAX_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    extra: str  # pip extra that installs the converter and runtime
+    modules: tuple[str, ...]  # what the extra must provide (checked before any work starts)
+    precisions: tuple[str, ...]  # the first one is the default
+    tools: tuple[str, ...]  # distributions whose versions go into the sidecar
+    export: Callable[..., OpsReport | None]
+    load: Callable[[Path, int], Loaded]
+
+
+FORMATS: dict[str, Format] = {
+    "tflite": Format("tflite", ".tflite", "tflite", tflite.MODULES, ("fp32", "fp16", "int8", "int8io"),
+                     ("onnx", "onnx2tf", "tensorflow", "ai-edge-litert"), tflite.export, tflite.load),
+    "executorch": Format("executorch", ".pte", "executorch", ("executorch", "torchao"), ("fp32", "int8"),
+                         ("executorch", "torchao"), executorch.export, executorch.load),
+    "coreml": Format("coreml", ".mlpackage", "coreml", ("coremltools",), ("fp16", "fp32", "int8"),
+                     ("coremltools", "executorch", "torchao"), coreml.export, coreml.load),
+    "onnx": Format("onnx", ".onnx", "onnx", ("onnx", "onnxruntime"), ("fp32", "int8"),
+                   ("onnx", "onnxruntime"), onnx.export, onnx.load),
+}
+
+
+@dataclass
+class Result:
+    path: Path
+    format: str
+    precision: str
+    bytes: int
+    seconds: float
+    verification: Verification
+    ops: OpsReport | None
+
+
+def parse_targets(values: list[str] | tuple[str, ...]) -> list[str]:
+    """Target names (repeatable, comma-separated allowed, ``all``) in table order, without duplicates."""
+    names = {v.strip().lower() for value in values for v in value.split(",") if v.strip()}
+    if "all" in names:
+        return list(FORMATS)
+    unknown = sorted(names - set(FORMATS))
+    if unknown or not names:
+        raise ExportError(f"unknown target {', '.join(unknown) or '(none)'}; use --target with one or more of: "
+                          f"{', '.join(FORMATS)}, all")
+    return [name for name in FORMATS if name in names]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` or ``N`` (square) -> (H, W), within what the exporters and the tiled check support."""
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+        if len(parts) > 2:
+            raise ValueError
+    except ValueError:
+        raise ExportError(f"--input-size {text!r} is not HxW (e.g. 256x256) or N") from None
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+        raise ExportError(f"--input-size {h}x{w}: each side must be {MIN_SIDE}..{MAX_SIDE} LR pixels "
+                          f"(phones run fixed tiles; e.g. {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    return h, w
+
+
+def precision_for(fmt: Format, int8: bool, fp16: bool, int8_io: bool) -> str:
+    if int8 and fp16:
+        raise ExportError("--int8 and --fp16 exclude each other; pick one")
+    wanted = "int8io" if int8_io else "int8" if int8 else "fp16" if fp16 else fmt.precisions[0]
+    if wanted not in fmt.precisions:
+        flag = "--int8-io" if int8_io else "--fp16" if fp16 else "--int8"
+        raise ExportError(f"{fmt.name} cannot export {wanted} ({flag}); it supports {', '.join(fmt.precisions)}")
+    return wanted
+
+
+def artifact_name(model_name: str, scale: int, size: tuple[int, int], precision: str, suffix: str) -> str:
+    return f"{model_name}_x{scale}_{size[0]}x{size[1]}_{precision}{suffix}"
+
+
+def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = False, fp16: bool = False,
+           int8_io: bool = False, size: tuple[int, int] = DEFAULT_SIZE, calib_dir: str | Path | None = None,
+           out_dir: str | Path = "exports", check: bool = True,
+           on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Export ``model`` to every target. All input problems raise ExportError before any work starts.
+
+    ``check=False`` (``--no-verify``) still opens each artifact in its runtime to describe its I/O in
+    the sidecar, but runs nothing.
+    """
+    plan = [(FORMATS[t], precision_for(FORMATS[t], int8, fp16, int8_io)) for t in targets]
+    for fmt, _ in plan:
+        require(fmt.extra, *fmt.modules)
+    needs_calib = any(p in ("int8", "int8io") for _, p in plan)
+    calib: CalibSet | None = load_calib(calib_dir) if needs_calib or calib_dir is not None else None
+
+    model = model.eval()
+    wrapper = ExportWrapper(model).eval()
+    h, w = size
+    example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    batch = calib.batch(h, w) if calib is not None else None
+    # int8 exports get the range-equalized copy (same function, see equalize.py); floats the model itself.
+    int8_wrapper = ExportWrapper(equalize(model, batch)).eval() if batch is not None and needs_calib else None
+    threads = torch.get_num_threads()
+    ref: Reference | None = None  # PyTorch's outputs and Set5, computed once, when a runtime can use them
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    for fmt, precision in plan:
+        name = artifact_name(model.model_name, model.scale, size, precision, fmt.suffix)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+        try:
+            staged = tmp / name
+            t0 = time.perf_counter()
+            quantized = precision in ("int8", "int8io")
+            ops = fmt.export(int8_wrapper if quantized else wrapper, example, precision, batch if quantized else None,
+                             staged)
+            seconds = time.perf_counter() - t0
+            loaded = fmt.load(staged, threads)
+            ops = loaded.ops or ops  # the runtime's own report wins over the export-time one
+            if check and ref is None and loaded.run is not None:
+                ref = Reference.of(wrapper, model.scale, h, w)
+            checked = verify(loaded, precision, ref, model.scale) if check else Verification("skipped", loaded.runtime)
+            doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model, source=source,
+                           loaded=loaded, seconds=seconds, tools=versions("torch", "mobile-sr", *fmt.tools),
+                           min_runtime=coreml.TARGETS[precision] if fmt.name == "coreml" else None,
+                           calib=calib if quantized else None, size=size,
+                           verification=checked, ops=ops)
+            sc.write(doc, sc.sidecar_path(staged))
+            _place(staged, out / name)
+            _place(sc.sidecar_path(staged), sc.sidecar_path(out / name))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        results.append(Result(out / name, fmt.name, precision, doc["artifact"]["bytes"], seconds, checked, ops))
+        if on_result is not None:
+            on_result(results[-1])
+    return results
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Rename into place; an existing folder (.mlpackage) is first moved aside, since a rename cannot
+    replace a non-empty folder."""
+    if dst.is_dir() and not dst.is_symlink():
+        aside = src.parent / f".replaced-{dst.name}"
+        os.replace(dst, aside)
+    os.replace(src, dst)

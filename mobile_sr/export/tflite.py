@@ -1,0 +1,172 @@
+"""TFLite: PyTorch -> ONNX -> onnx2tf (Keras graph, NHWC) -> TFLiteConverter, run by the LiteRT interpreter.
+
+Why we call TFLiteConverter ourselves instead of onnx2tf's ``output_integer_quantized_tflite``: that flag
+writes seven variants (fp32, fp16, dynamic range, int8, full int8, two int16) with up to four
+calibration passes, where one is wanted; and its calibration normalises with ImageNet mean/std unless
+told otherwise. Here onnx2tf only translates the graph (``disable_model_save``) and the converter is fed
+our calibration batch as NHWC RGB in [0, 1], no mean/std: exactly what the app feeds.
+
+Offline: onnx2tf downloads 20 sample images (``download_test_image_data``) for a shape check whenever
+the input is 4-D with 3 channels. :func:`_offline_samples` hands it our own images instead, so the
+conversion never opens a socket (a test runs it with sockets blocked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .common import Loaded, OpsReport, TensorInfo, dequantize, quantize, require
+from .onnx import to_onnx
+
+MODULES = ("onnx", "onnx_graphsurgeon", "onnx2tf", "tensorflow", "tf_keras", "psutil", "ai_edge_litert")
+
+
+def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: torch.Tensor | None,
+           dest: Path) -> OpsReport | None:
+    """fp32, fp16 (fp16 weights), int8 (int8 weights and activations, float I/O) or int8io (int8 I/O too)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require("tflite", *MODULES)
+    import tensorflow as tf
+
+    onnx_path = dest.with_name(dest.name + ".onnx")
+    to_onnx(wrapper, example, onnx_path)
+    keras_model = _to_keras(onnx_path, nhwc(example.numpy()), dest.parent / "onnx2tf")
+    fn = tf.function(lambda x: keras_model(x),
+                     input_signature=[tf.TensorSpec(t.shape, t.dtype, t.name) for t in keras_model.inputs])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], keras_model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision in ("int8", "int8io"):
+        assert calib is not None
+        samples = nhwc(calib.numpy())
+        assert samples.min() >= 0.0 and samples.max() <= 1.0, "calibration data must be RGB in [0, 1]"
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ([s[None]] for s in samples)
+        if precision == "int8io":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    dest.write_bytes(converter.convert())
+    onnx_path.unlink()
+    return None
+
+
+def nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
+
+
+def _to_keras(onnx_path: Path, samples_nhwc: np.ndarray, workdir: Path):  # -> tf_keras.Model
+    """onnx2tf's graph translation only, after two graph fixes that onnx2tf 1.28 needs for PReLU:
+    constants are folded (the TorchScript exporter shares equal slopes through Identity nodes),
+    and (C, 1, 1) slopes become (1, C, 1, 1), the rank-4 form onnx2tf maps onto NHWC."""
+    import onnx
+    import onnx2tf
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(onnx.load(str(onnx_path)))
+    graph.fold_constants().cleanup()
+    for node in graph.nodes:
+        slope = node.inputs[1] if node.op == "PRelu" else None
+        if isinstance(slope, gs.Constant) and slope.values.ndim == 3:
+            node.inputs[1] = gs.Constant(f"{slope.name}_rank4", slope.values[None])
+    with _offline_samples(samples_nhwc):
+        return onnx2tf.convert(onnx_graph=onnx.shape_inference.infer_shapes(gs.export_onnx(graph)),
+                               output_folder_path=str(workdir),
+                               disable_model_save=True, non_verbose=True, verbosity="error")
+
+
+@contextlib.contextmanager
+def _offline_samples(samples_nhwc: np.ndarray) -> Iterator[None]:
+    """Replace onnx2tf's sample-image download by our images for the duration of one conversion."""
+    import onnx2tf.onnx2tf as o2t
+
+    original = o2t.download_test_image_data
+    o2t.download_test_image_data = lambda: samples_nhwc
+    try:
+        yield
+    finally:
+        o2t.download_test_image_data = original
+
+
+def load(path: Path, threads: int = 1) -> Loaded:
+    """Open in the LiteRT interpreter (XNNPACK delegate applied by default, as on a phone's CPU)."""
+    from ai_edge_litert import __version__ as litert_version
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    in_info, out_info = _info(inp), _info(out)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        v = nhwc(x)
+        if in_info.quant:
+            v = quantize(v, in_info.quant, inp["dtype"])
+        interp.set_tensor(inp["index"], v)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out_info.quant:
+            y = dequantize(y, out_info.quant)
+        return y.astype(np.float32).transpose(0, 3, 1, 2)
+
+    try:  # the interpreter's only node listing; private, hence the guard
+        nodes = interp._get_ops_details()
+    except AttributeError:
+        return Loaded(f"LiteRT {litert_version} (XNNPACK)", [in_info], [out_info], run)
+    weights, int8_acts = _conv_dtypes(interp, nodes)
+    return Loaded(f"LiteRT {litert_version} (XNNPACK)", [in_info], [out_info], run, _delegation(nodes),
+                  weight_dtypes=weights, int8_activations=int8_acts)
+
+
+def _info(detail: dict) -> TensorInfo:
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zero = detail["quantization"]
+    quant = (float(scale), int(zero)) if dtype in ("int8", "uint8") else None
+    return TensorInfo(detail["name"], [int(d) for d in detail["shape"]], "NHWC", dtype, quant)
+
+
+def _conv_dtypes(interp, nodes: list[dict]) -> tuple[list[str], bool]:
+    """Stored dtypes of the convolution weights (through a DEQUANTIZE for fp16) and whether every
+    convolution reads int8 activations. TFLite puts the weights at input 1 and the activations at
+    input 0 (CONV_2D) or 2 (TRANSPOSE_CONV)."""
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    dequant = {int(n["outputs"][0]): int(n["inputs"][0]) for n in nodes if n["op_name"] == "DEQUANTIZE"}
+    weights, acts = set(), []
+    for n in nodes:
+        if n["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
+            w = int(n["inputs"][1])
+            weights.add(dtypes[dequant.get(w, w)])
+            acts.append(dtypes[int(n["inputs"][2 if n["op_name"] == "TRANSPOSE_CONV" else 0])] == "int8")
+    return sorted(weights), bool(acts) and all(acts)
+
+
+def _delegation(nodes: list[dict]) -> OpsReport:
+    """Which ops the XNNPACK delegate took, from the interpreter's node list.
+
+    After delegation the node list holds the original ops plus one DELEGATE node per partition.
+    A partition covers the ops between its inputs and outputs, so walking back from each DELEGATE's
+    outputs to its inputs finds its ops; the others run on TFLite's own kernels.
+    """
+    ops = {n["index"]: n for n in nodes if n["op_name"] != "DELEGATE"}
+    producer = {int(t): i for i, n in ops.items() for t in n["outputs"]}
+    covered: set[int] = set()
+    for d in (n for n in nodes if n["op_name"] == "DELEGATE"):
+        stop = {int(t) for t in d["inputs"]}
+        stack = [int(t) for t in d["outputs"]]
+        while stack:
+            t = stack.pop()
+            i = producer.get(t)
+            if t in stop or i is None or i in covered:
+                continue
+            covered.add(i)
+            stack += [int(s) for s in ops[i]["inputs"] if s >= 0]
+    outside = [n["op_name"] for i, n in sorted(ops.items()) if i not in covered]
+    return OpsReport(len(ops), len(covered), outside, "runtime")

@@ -1,0 +1,213 @@
+"""Every target at fp32 and int8 (Core ML: fp16 and int8) for FSRCNN and ELSR, run in the real runtimes.
+
+The exports are made once per model (module-scoped fixture), at 64x64 to stay fast, with sockets
+blocked: the offline guarantee is checked on every converter, not just on one.
+The models are the shipped weights when present; otherwise a deterministic image-like init (FSRCNN
+starts as bicubic, ELSR as nearest-neighbour plus a small random residual), so outputs are images
+rather than clamped noise and parity means something. The int8 loss bound needs trained weights.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from mobile_sr.export import FORMATS, Result, export
+from mobile_sr.export.calib import load_calib
+from mobile_sr.export.common import ExportWrapper
+from mobile_sr.export.sidecar import sidecar_path, validate
+from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr, parity_images
+from mobile_sr.models import create_model, weights_path
+from mobile_sr.models.fsrcnn import init_bicubic
+
+SIZE = (64, 64)
+MODELS = ["fsrcnn", "elsr"]
+
+
+def test_model(name: str) -> torch.nn.Module:
+    """Shipped x2 weights if present, else the image-like init described in the module docstring."""
+    if weights_path(name, 2).exists():
+        return create_model(name, 2)
+    torch.manual_seed(0)
+    model = create_model(name, 2, pretrained=False)
+    if name == "fsrcnn":
+        init_bicubic(model)
+    else:
+        with torch.no_grad():
+            model.up.weight.mul_(0.1)
+            model.up.bias.zero_()
+    return model.eval()
+
+
+test_model.__test__ = False  # a helper, not a test
+
+
+class Offline:
+    """Blocks every outgoing connection in this process and records who tried."""
+
+    def __init__(self) -> None:
+        self.attempts: list[object] = []
+
+    def __enter__(self) -> Offline:
+        self._mp = pytest.MonkeyPatch()
+
+        def refuse(sock: socket.socket, address: object, *args: object) -> None:
+            self.attempts.append(address)
+            raise ConnectionRefusedError(f"test: network blocked ({address})")
+
+        self._mp.setattr(socket.socket, "connect", refuse)
+        self._mp.setattr(socket.socket, "connect_ex", refuse)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._mp.undo()
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def exported(request, tmp_path_factory) -> tuple[str, torch.nn.Module, dict[tuple[str, str], Result], Offline]:
+    """All artifacts of one model: {(format, precision): Result}."""
+    name = request.param
+    model = test_model(name)
+    out = tmp_path_factory.mktemp(f"export_{name}")
+    results: list[Result] = []
+    with Offline() as offline:
+        results += export(model, list(FORMATS), source=name, size=SIZE, out_dir=out)  # Core ML: fp16
+        results += export(model, list(FORMATS), source=name, int8=True, size=SIZE, out_dir=out)
+        results += export(model, ["tflite"], source=name, fp16=True, size=SIZE, out_dir=out)
+        results += export(model, ["tflite"], source=name, int8_io=True, int8=True, size=SIZE, out_dir=out)
+    return name, model, {(r.format, r.precision): r for r in results}, offline
+
+
+EXPECTED = {("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("tflite", "int8io"),
+            ("executorch", "fp32"), ("executorch", "int8"), ("coreml", "fp16"), ("coreml", "int8"),
+            ("onnx", "fp32"), ("onnx", "int8")}
+
+
+def test_every_target_and_precision_is_written_with_a_valid_sidecar(exported):
+    name, _, results, _ = exported
+    assert set(results) == EXPECTED
+    for (fmt, precision), r in results.items():
+        assert r.path.name == f"{name}_x2_64x64_{precision}{FORMATS[fmt].suffix}"
+        assert r.path.exists() and sidecar_path(r.path).exists()
+        doc = json.loads(sidecar_path(r.path).read_text())
+        assert validate(doc) == [], r.path.name
+        assert doc["artifact"]["precision"] == precision and doc["artifact"]["format"] == fmt
+        assert doc["model"]["name"] == name and doc["model"]["scale"] == 2
+        assert doc["verification"]["status"] == r.verification.status
+    assert not [p for p in results[("onnx", "fp32")].path.parent.iterdir() if p.name.startswith(".")], \
+        "temporary folders must be gone after a complete export"
+
+
+def test_exports_never_touch_the_network(exported):
+    *_, offline = exported
+    assert offline.attempts == []
+    with Offline() as probe, pytest.raises(ConnectionRefusedError):  # the block is real
+        socket.create_connection(("192.0.2.1", 80), timeout=1)
+    assert probe.attempts
+
+
+@pytest.mark.parametrize("key", sorted(k for k in EXPECTED if k[0] != "coreml"), ids="-".join)
+def test_artifact_runs_in_its_runtime_like_pytorch(exported, key):
+    """Independently of verify(): reload the final file in its runtime and compare with PyTorch."""
+    _, model, results, _ = exported
+    r = results[key]
+    fmt, precision = key
+    loaded = FORMATS[fmt].load(r.path, 1)
+    x = parity_images(*SIZE)[:2]
+    with torch.no_grad():
+        ref = ExportWrapper(model)(x).numpy()
+    out = np.concatenate([loaded.run(xi[None].numpy()) for xi in x])
+    assert out.shape == ref.shape
+    psnr = float_psnr(out, ref)
+    if precision in PARITY_MIN_DB:
+        assert psnr >= PARITY_MIN_DB[precision]
+        assert r.verification.status == "passed", r.verification.problems
+    else:
+        assert 25.0 < psnr < 80.0  # int8 is close to PyTorch, and not bit-exact (it really is quantized)
+    assert r.verification.parity_psnr_db is not None and r.verification.set5_psnr_db is not None
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx", "coreml"])
+def test_int8_artifacts_store_int8_weights_and_compute_on_int8(exported, fmt):
+    *_, results, _ = exported
+    loaded = FORMATS[fmt].load(results[(fmt, "int8")].path, 1)
+    assert loaded.weight_dtypes == ["int8"]
+    assert loaded.int8_activations is True
+    floats = FORMATS[fmt].load(results[(fmt, FORMATS[fmt].precisions[0])].path, 1)
+    assert floats.weight_dtypes == (["float16"] if fmt == "coreml" else ["float32"])
+    assert floats.int8_activations is False
+
+
+def test_tflite_int8io_has_int8_tensors_at_pixel_scale(exported):
+    *_, results, _ = exported
+    loaded = FORMATS["tflite"].load(results[("tflite", "int8io")].path, 1)
+    (inp,), (out,) = loaded.inputs, loaded.outputs
+    assert (inp.dtype, out.dtype, inp.layout) == ("int8", "int8", "NHWC")
+    # Calibration spans [0, 1] and the graph ends in clamp(0, 1): q + 128 is the 8-bit pixel value.
+    assert inp.quant[0] == pytest.approx(1 / 255, rel=1e-3) and inp.quant[1] == -128
+    assert out.quant[0] == pytest.approx(1 / 255, rel=2e-2) and out.quant[1] == -128
+    float_io = FORMATS["tflite"].load(results[("tflite", "int8")].path, 1)
+    assert float_io.inputs[0].dtype == "float32" and float_io.inputs[0].quant is None
+
+
+def test_int8_sidecars_record_the_calibration(exported):
+    *_, results, _ = exported
+    calib = load_calib()
+    for (_, precision), r in results.items():
+        doc = json.loads(sidecar_path(r.path).read_text())
+        if precision in ("int8", "int8io"):
+            assert doc["calibration"]["sha256"] == calib.sha256
+            assert doc["calibration"]["images"] == calib.names
+        else:
+            assert doc["calibration"] is None
+
+
+def test_delegation_is_reported(exported):
+    *_, results, _ = exported
+    for key in [("tflite", "fp32"), ("executorch", "fp32"), ("executorch", "int8")]:
+        ops = results[key].ops
+        assert ops is not None and ops.total > 0
+        assert ops.delegated == ops.total and ops.outside == [], key  # XNNPACK takes the whole float graph
+    ops = results[("tflite", "int8")].ops
+    # LiteRT's XNNPACK delegate has no int8 PRELU: it says so, and we report it.
+    assert ops.outside.count("PRELU") == sum(isinstance(m, torch.nn.PReLU) for m in exported[1].modules())
+    assert ops.delegated + len(ops.outside) == ops.total
+
+
+def test_coreml_spec_matches_what_apps_feed(exported):
+    *_, results, _ = exported
+    for precision, target in [("fp16", "iOS15"), ("int8", "iOS17")]:
+        r = results[("coreml", precision)]
+        loaded = FORMATS["coreml"].load(r.path, 1)
+        assert loaded.problems == []
+        assert [(t.name, t.shape, t.dtype) for t in loaded.inputs] == [("input", [1, 3, 64, 64], "float32")]
+        assert [(t.name, t.shape, t.dtype) for t in loaded.outputs] == [("output", [1, 3, 128, 128], "float32")]
+        assert target in loaded.runtime
+        assert r.verification.status == "spec-only"  # predict() needs macOS
+
+
+def test_int8_loses_at_most_the_allowed_set5_psnr(exported, request):
+    name, _, results, _ = exported
+    if not weights_path(name, 2).exists():
+        pytest.skip(f"no shipped {name} x2 weights: the int8 loss bound is only meaningful for a trained model")
+    if name == "fsrcnn":  # strict: the day FSRCNN passes, this turns red and the mark must go
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "FSRCNN has no global residual: the image crosses 16 per-tensor int8 activations, and post-training "
+            "int8 loses ~0.55-0.65 dB Set5 (docs/export.md); ELSR loses ~0.06 dB")))
+    for key in [k for k in results if k[1] in ("int8", "int8io") and k[0] != "coreml"]:
+        v = results[key].verification
+        assert v.set5_fp32_psnr_db - v.set5_psnr_db <= INT8_MAX_LOSS_DB, key
+        assert v.status == "passed", (key, v.problems)
+
+
+def test_float_exports_keep_set5_of_pytorch(exported):
+    *_, results, _ = exported
+    for key in [("tflite", "fp32"), ("executorch", "fp32"), ("onnx", "fp32"), ("tflite", "fp16")]:
+        v = results[key].verification
+        assert v.set5_psnr_db == pytest.approx(v.set5_fp32_psnr_db, abs=0.01), key
+
+
