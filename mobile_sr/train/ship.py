@@ -10,15 +10,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..models import WEIGHTS_DIR, load_model
 from .evaluate import evaluate_dataset
-from .trainer import write_weights
+from .trainer import TrainConfig, write_weights
+
+
+def _rel(path: str) -> str:
+    """Paths in a manifest are relative to where training ran, never machine-specific."""
+    return os.path.relpath(path) if os.path.isabs(path) else path
+
+
+def train_command(cfg: dict, stopped_at: int | None = None) -> str:
+    """The ``mobile-sr train`` line that reproduces a run's config.json (flags that differ from defaults)."""
+    defaults = asdict(TrainConfig(model="", scale=0, data=[], out=""))
+    flags = ["--model", cfg["model"], "--scale", str(cfg["scale"])]
+    for d in cfg["data"]:
+        flags += ["--data", d]
+    flags += ["--out", _rel(cfg["out"])]
+    for key in ("steps", "batch", "patch", "lr", "tail_lr_scale", "warmup", "loss", "init", "init_from", "seed",
+                "val_every", "ckpt_every"):
+        if cfg.get(key) != defaults[key]:
+            value = _rel(cfg[key]) if key == "init_from" else str(cfg[key])
+            flags += ["--" + key.replace("_", "-"), value]
+    line = "mobile-sr train " + shlex.join(flags)
+    return line + (f"   # stopped at step {stopped_at}" if stopped_at is not None else "")
+
+
+def _stages(cfg: dict, step: int) -> list[str]:
+    """Commands of this run and of every run it was fine-tuned from (``--init-from`` a checkpoint)."""
+    stages = [train_command(cfg)]
+    src = cfg.get("init_from")
+    while src and Path(src).suffix == ".pt" and Path(src).exists():
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        prev = ckpt["train_config"]
+        stopped = ckpt["step"] if ckpt["step"] < prev["steps"] else None
+        stages.insert(0, train_command(prev, stopped))
+        src = prev.get("init_from")
+    return stages
 
 
 def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path:
@@ -30,15 +66,16 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     for dataset in ("Set5", "Set14"):
         res = evaluate_dataset(model, dataset, scale, data_root, model=name)
         scores[dataset] = {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4)}
-    flags = ["--model", name, "--scale", str(scale)]
-    for d in cfg["data"]:
-        flags += ["--data", d]
-    flags += ["--out", str(run), "--steps", str(cfg["steps"]), "--batch", str(cfg["batch"]), "--patch", str(cfg["patch"]),
-              "--lr", str(cfg["lr"]), "--init", cfg["init"], "--seed", str(cfg["seed"])]
+    stages = _stages(cfg, summary["step"])
+    seconds, steps = summary["train_seconds"], summary["step"]
+    src = cfg.get("init_from")
+    if src and Path(src).suffix == ".pt" and Path(src).exists():
+        prev = torch.load(src, map_location="cpu", weights_only=True)
+        seconds, steps = seconds + prev["train_seconds"], steps + prev["step"]
     manifest = {
         "model": name, "scale": scale, "config": model.config(),
-        "command": "mobile-sr train " + shlex.join(flags),
-        "steps": summary["step"], "wall_minutes": round(summary["train_seconds"] / 60, 1),
+        "command": stages[0] if len(stages) == 1 else stages,
+        "steps": steps, "wall_minutes": round(seconds / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly",
         "hardware": f"{platform.machine()} CPU, torch {torch.__version__}, 1 thread, shared with other jobs",
         "eval": scores, "protocol": "Y (BT.601), crop = scale, 8-bit output; published MATLAB LR images",
