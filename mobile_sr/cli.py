@@ -40,6 +40,8 @@ def main() -> None:
 @click.option("--init", "init", type=click.Choice(["paper", "bicubic"]), default="paper", show_default=True,
               help="bicubic: start FSRCNN as bicubic upscaling (converges much faster).")
 @click.option("--init-from", default=None, help="Model name or checkpoint to fine-tune from (weights that fit).")
+@click.option("--arch", multiple=True, metavar="KEY=INT",
+              help="Override an architecture setting, e.g. --arch width=16 (ELSR) or --arch d=32 (FSRCNN).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=int, default=1000, show_default=True, help="Steps between Set5 validations (0: never).")
 @click.option("--ckpt-every", type=int, default=500, show_default=True)
@@ -47,7 +49,8 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
 @click.option("--no-progress", is_flag=True)
 def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int, patch: int,
-          lr: float, tail_lr_scale: float, warmup: int, loss: str, init: str, init_from: str | None, seed: int,
+          lr: float, tail_lr_scale: float, warmup: int, loss: str, init: str, init_from: str | None,
+          arch: tuple[str, ...], seed: int,
           val_every: int, ckpt_every: int, threads: int | None, resume: bool, no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP)."""
     import torch
@@ -58,9 +61,15 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
 
     if threads:
         torch.set_num_threads(threads)
+    overrides = {}
+    for item in arch:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            fail(f"--arch {item!r}: expected KEY=INT, e.g. --arch width=16")
+        overrides[key.strip()] = int(value)
     cfg = TrainConfig(model=model_name, scale=scale, data=list(data), out=out, steps=steps, batch=batch, patch=patch,
                       lr=lr, tail_lr_scale=tail_lr_scale, warmup=warmup, loss=loss, seed=seed, init=init,
-                      init_from=init_from, val_every=val_every, ckpt_every=ckpt_every)
+                      init_from=init_from, val_every=val_every, ckpt_every=ckpt_every, config=overrides)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
     except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
@@ -205,7 +214,7 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
     """Latency, memory and Set5 PSNR of exported artifacts (or checkpoints), on the host or a phone."""
     from .bench.adb import AdbError
     from .bench.artifact import BenchError, open_artifact, parse_size
-    from .bench.report import table, write_csv, write_json, write_plot
+    from .bench.report import plot_available, table, write_csv, write_json, write_plot
     from .bench.run import bench, connect
 
     for out in (json_out, csv_out, plot_out):
@@ -213,6 +222,8 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
             fail(f"{out}: its folder does not exist")
     if plot_out and Path(plot_out).suffix.lower() != ".png":
         fail(f"--plot {plot_out}: must be a .png file")
+    if plot_out and not plot_available():
+        fail("--plot needs matplotlib; install it with: pip install 'mobile-sr[bench]'")
     if device == "host" and (serial or runner or binaries or apk):
         fail("--serial, --runner, --binary and --apk apply to --device adb only")
     runner = runner or ("binary" if binaries else "app")

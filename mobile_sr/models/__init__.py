@@ -62,15 +62,17 @@ def create_model(name: str, scale: int = 2, pretrained: bool = True, **config) -
     if name not in MODELS:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     spec = MODELS[name]
-    model = spec.build(scale=scale, **{**spec.default_config, **config})
+    path = weights_path(name, scale)
+    if pretrained and not path.exists():
+        have = ", ".join(f"x{s}" for s in shipped_scales(name)) or "none"
+        raise ModelError(
+            f"no shipped weights for {name} x{scale} (shipped: {have}); train it with "
+            f"`mobile-sr train --model {name} --scale {scale}` and pass the checkpoint"
+        )
+    # Shipped weights carry the config they were trained with (their manifest), like timm's pretrained cfg.
+    shipped_config = (manifest(name, scale) or {}).get("config", {}) if pretrained else {}
+    model = spec.build(scale=scale, **{**spec.default_config, **shipped_config, **config})
     if pretrained:
-        path = weights_path(name, scale)
-        if not path.exists():
-            have = ", ".join(f"x{s}" for s in shipped_scales(name)) or "none"
-            raise ModelError(
-                f"no shipped weights for {name} x{scale} (shipped: {have}); train it with "
-                f"`mobile-sr train --model {name} --scale {scale}` and pass the checkpoint"
-            )
         model.load_state_dict(load_file(path))
     model.model_name = name  # type: ignore[attr-defined]
     return model.eval()

@@ -40,6 +40,8 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
         if cfg.get(key) != defaults[key]:
             value = _rel(cfg[key]) if key == "init_from" else str(cfg[key])
             flags += ["--" + key.replace("_", "-"), value]
+    for key, value in cfg.get("config", {}).items():
+        flags += ["--arch", f"{key}={value}"]
     line = "mobile-sr train " + shlex.join(flags)
     return line + (f"   # stopped at step {stopped_at}" if stopped_at is not None else "")
 

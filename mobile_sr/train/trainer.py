@@ -104,7 +104,10 @@ def write_weights(model: nn.Module, meta: dict, path: Path) -> None:
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, cfg.scale, pretrained=False, **cfg.config)
+    try:
+        model = create_model(cfg.model, cfg.scale, pretrained=False, **cfg.config)
+    except TypeError as exc:
+        raise ValueError(f"--arch {cfg.config}: not a setting of {cfg.model} ({exc})") from None
     if cfg.init == "bicubic":
         if not isinstance(model, FSRCNN):
             raise ValueError("--init bicubic is only defined for FSRCNN models")
