@@ -29,7 +29,7 @@ from . import sidecar as sc
 from .calib import CalibSet, load_calib
 from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
 from .equalize import equalize
-from .verify import MIN_SIDE, Reference, Verification, verify
+from .verify import MIN_SIDE, Reference, Verification, verify_artifact
 
 __all__ = ["FORMATS", "DEFAULT_SIZE", "ExportError", "Result", "export", "parse_size", "parse_targets"]
 
@@ -155,7 +155,8 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
             ops = loaded.ops or ops  # the runtime's own report wins over the export-time one
             if check and ref is None and loaded.run is not None:
                 ref = Reference.of(wrapper, model.scale, h, w)
-            checked = verify(loaded, precision, ref, model.scale) if check else Verification("skipped", loaded.runtime)
+            checked = (verify_artifact(loaded, precision, ref, model.scale) if check
+                       else Verification("skipped", loaded.runtime))
             doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model, source=source,
                            loaded=loaded, seconds=seconds, tools=versions("torch", "mobile-sr", *fmt.tools),
                            min_runtime=coreml.TARGETS[precision] if fmt.name == "coreml" else None,

@@ -99,7 +99,7 @@ class Verification:
         return self.status in ("passed", "spec-only")
 
 
-def verify(loaded: Loaded, precision: str, ref: Reference | None, scale: int) -> Verification:
+def verify_artifact(loaded: Loaded, precision: str, ref: Reference | None, scale: int) -> Verification:
     """Structure first (stored weight dtypes, int8 activations), then the numbers where a runtime exists
     (``ref`` is needed only then)."""
     problems = list(loaded.problems)

@@ -1,0 +1,125 @@
+"""``mobile-sr export`` as users call it: a full run, one-line errors with exit code 2, exit code 1 on a
+failed check, and no partial artifact under a final name when the process is killed mid-export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mobile_sr.cli import main
+from mobile_sr.export import verify
+from mobile_sr.export.sidecar import sidecar_path, validate
+from mobile_sr.train.trainer import write_weights
+from tests.test_export_formats import test_model
+
+ARTIFACT = "fsrcnn_x2_64x64_fp32.onnx"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An FSRCNN x2 checkpoint as `mobile-sr train` writes it (no shipped weights needed)."""
+    model = test_model("fsrcnn")
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    write_weights(model, {"model": "fsrcnn", "scale": 2, "config": model.config()}, path)
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["export", *args])
+
+
+def test_export_writes_artifact_sidecar_table_and_next_step(checkpoint, tmp_path):
+    res = run("--target", "onnx", "--model", str(checkpoint), "--input-size", "64x64", "-o", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.stdout.splitlines() if line.startswith("file"))
+    for column in ("size", "precision", "export s", "parity dB", "Set5 dB", "delegated/total"):
+        assert column in header
+    assert ARTIFACT in res.stdout and "passed" in res.stdout
+    assert f"next: mobile-sr bench {tmp_path / ARTIFACT}" in res.stdout
+    doc = json.loads(sidecar_path(tmp_path / ARTIFACT).read_text())
+    assert validate(doc) == [] and doc["verification"]["verified"] is True
+    assert doc["model"]["source"] == str(checkpoint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ARTIFACT, ARTIFACT + ".json"]
+
+
+def test_no_verify_marks_the_artifact_unverified(checkpoint, tmp_path):
+    res = run("--target", "onnx", "--model", str(checkpoint), "--input-size", "64x64", "-o", str(tmp_path),
+              "--no-verify")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(sidecar_path(tmp_path / ARTIFACT).read_text())
+    assert doc["verification"]["status"] == "skipped" and doc["verification"]["verified"] is False
+    assert doc["inputs"][0]["shape"] == [1, 3, 64, 64]  # the I/O is still described, from the runtime
+
+
+def test_failed_check_exits_1_and_keeps_the_artifact_marked_unverified(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(verify.PARITY_MIN_DB, "fp32", 1000.0)  # no real export reaches 1000 dB
+    res = run("--target", "onnx", "--model", str(checkpoint), "--input-size", "64x64", "-o", str(tmp_path))
+    assert res.exit_code == 1
+    assert res.stderr.strip().startswith("error: verification failed for " + ARTIFACT)
+    doc = json.loads(sidecar_path(tmp_path / ARTIFACT).read_text())
+    assert (tmp_path / ARTIFACT).exists()
+    assert doc["verification"]["status"] == "failed" and doc["verification"]["verified"] is False
+    assert "parity" in doc["verification"]["problems"][0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target", "tfjs"], "unknown target tfjs"),
+    (["--target", "onnx", "--model", "srgan"], "neither a built-in model"),
+    (["--target", "onnx", "--model", "nowhere/model.pt"], "neither a built-in model"),
+    (["--target", "onnx", "--input-size", "8x8"], "--input-size 8x8"),
+    (["--target", "onnx", "--input-size", "big"], "--input-size 'big'"),
+    (["--target", "onnx", "--fp16"], "onnx cannot export fp16"),
+    (["--target", "executorch", "--int8-io"], "executorch cannot export int8io"),
+    (["--target", "onnx", "--int8", "--calib", "EMPTY"], "holds no images"),
+    (["--target", "onnx", "--int8", "--calib", "CORRUPT"], "unreadable calibration image"),
+    (["--target", "onnx", "--int8", "--calib", "MISSING"], "calibration folder not found"),
+])
+def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, args, message):
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "CORRUPT").mkdir()
+    (tmp_path / "CORRUPT" / "x.png").write_bytes(b"\x89PNG broken")
+    args = [str(tmp_path / a) if a in ("EMPTY", "CORRUPT", "MISSING") else a for a in args]
+    if "--model" not in args:
+        args += ["--model", str(checkpoint)]
+    res = run(*args, "-o", str(tmp_path / "out"))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ") and message in res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_missing_extra_says_which_pip_extra(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx2tf", None)  # as if `mobile-sr[tflite]` were not installed
+    res = run("--target", "tflite", "--model", str(checkpoint), "-o", str(tmp_path))
+    assert res.exit_code == 2
+    assert "pip install 'mobile-sr[tflite]'" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_a_killed_export_leaves_no_file_under_a_final_name(checkpoint, tmp_path):
+    """SIGKILL while the artifact is complete in its staging folder but still being verified."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mobile_sr", "export", "--target", "onnx", "--model", str(checkpoint),
+           "--input-size", "64x64", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 180
+    staged: list[Path] = []
+    try:
+        while not staged and proc.poll() is None and time.monotonic() < deadline:
+            staged = list(out.glob(f".{ARTIFACT}.*/{ARTIFACT}"))
+            assert not (out / ARTIFACT).exists(), "final name appeared before the export was verified"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert staged, "the export never staged its artifact in a temporary folder before finishing"
+    assert not (out / ARTIFACT).exists() and not sidecar_path(out / ARTIFACT).exists()
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []

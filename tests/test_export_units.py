@@ -1,0 +1,207 @@
+"""The export stage's pieces without converters: calibration set, argument parsing, sidecar schema,
+range equalization."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobile_sr.export import FORMATS, ExportError, parse_size, parse_targets, precision_for
+from mobile_sr.export.calib import CALIB_DIR, cut_crops, fit, load_calib
+from mobile_sr.export.equalize import _chains, equalize
+from mobile_sr.export.sidecar import SCHEMA_PATH, load_schema, validate
+from mobile_sr.models import create_model
+from mobile_sr.models.fsrcnn import init_bicubic
+
+# --- calibration ------------------------------------------------------------------------------------
+
+
+def test_shipped_calibration_set_is_small_real_and_spans_the_input_range():
+    calib = load_calib()
+    assert calib.builtin and 16 <= len(calib.names) <= 32
+    assert sum(p.stat().st_size for p in CALIB_DIR.iterdir()) < 1_000_000
+    assert (CALIB_DIR / "README.md").exists()
+    assert all(n.startswith(("t91_", "bsd200_")) for n in calib.names)  # training sets only, no benchmark image
+    pixels = torch.stack(calib.images)
+    assert pixels.min() == 0.0 and pixels.max() == 1.0  # so int8 inputs get the scale 1/255
+    assert calib.sha256 == load_calib(CALIB_DIR).sha256
+
+
+def test_calibration_hash_changes_with_any_image(tmp_path):
+    for p in sorted(CALIB_DIR.glob("*.png"))[:3]:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    before = load_calib(tmp_path).sha256
+    img = np.asarray(Image.open(tmp_path / sorted(CALIB_DIR.glob("*.png"))[0].name)).copy()
+    img[0, 0, 0] ^= 1
+    Image.fromarray(img).save(tmp_path / sorted(CALIB_DIR.glob("*.png"))[0].name)
+    assert load_calib(tmp_path).sha256 != before
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt"])
+def test_bad_calibration_folders_fail_with_a_fix(tmp_path, case):
+    folder = tmp_path / "calib"
+    if case != "missing":
+        folder.mkdir()
+    if case == "corrupt":
+        (folder / "a.png").write_bytes(b"not a png at all")
+    with pytest.raises(ExportError, match="calib"):
+        load_calib(folder)
+
+
+def test_fit_crops_large_and_mirrors_small_images():
+    img = torch.arange(3 * 10 * 12, dtype=torch.float32).reshape(3, 10, 12)
+    assert torch.equal(fit(img, 4, 6), img[:, 3:7, 3:9])
+    big = fit(img, 30, 40)
+    assert big.shape == (3, 30, 40)
+    assert torch.equal(big[:, 10:20, 14:26], img)  # the original sits in the middle
+    assert torch.equal(big[:, 9, 14:26], img[:, 0])  # mirrored: the first padded row repeats the edge row
+
+
+def test_shipped_crops_are_reproducible(shared_train, tmp_path):
+    """cut_crops really is how the shipped set was made (names and pixels)."""
+    made = cut_crops([shared_train / "T91", shared_train / "BSD200"], tmp_path)
+    assert sorted(p.name for p in made) == load_calib().names
+    for p in made:
+        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(CALIB_DIR / p.name)))
+
+
+# --- arguments --------------------------------------------------------------------------------------
+
+
+def test_targets_parse_repeated_comma_and_all():
+    assert parse_targets(["onnx", "tflite,onnx"]) == ["tflite", "onnx"]  # table order, no duplicates
+    assert parse_targets(["all"]) == list(FORMATS)
+    with pytest.raises(ExportError, match="unknown target tfjs.*tflite, executorch, coreml, onnx, all"):
+        parse_targets(["tfjs"])
+
+
+@pytest.mark.parametrize("text,expected", [("256x256", (256, 256)), ("128", (128, 128)), ("96X160", (96, 160))])
+def test_input_size_parses(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0x0", "8x8", "abc", "64x", "64x64x3", "-64x64", "9000x64"])
+def test_input_sizes_the_export_cannot_take_are_rejected(text):
+    with pytest.raises(ExportError, match="--input-size"):
+        parse_size(text)
+
+
+def test_precisions_follow_the_flags_and_the_format():
+    assert precision_for(FORMATS["tflite"], False, False, False) == "fp32"
+    assert precision_for(FORMATS["coreml"], False, False, False) == "fp16"  # Core ML's default
+    assert precision_for(FORMATS["tflite"], True, False, True) == "int8io"
+    assert precision_for(FORMATS["executorch"], True, False, False) == "int8"
+    with pytest.raises(ExportError, match="onnx cannot export fp16"):
+        precision_for(FORMATS["onnx"], False, True, False)
+    with pytest.raises(ExportError, match="executorch cannot export int8io"):
+        precision_for(FORMATS["executorch"], True, False, True)
+    with pytest.raises(ExportError, match="exclude each other"):
+        precision_for(FORMATS["tflite"], True, True, False)
+
+
+# --- sidecar schema ---------------------------------------------------------------------------------
+
+
+def _valid_doc() -> dict:
+    tensor = {"name": "input", "shape": [1, 3, 64, 64], "layout": "NCHW", "dtype": "float32", "color_order": "RGB",
+              "value_range": [0.0, 1.0], "quantization": None}
+    return {
+        "schema_version": 1,
+        "artifact": {"file": "m.tflite", "format": "tflite", "precision": "int8io", "bytes": 10, "sha256": "a" * 64},
+        "model": {"name": "elsr", "arch": "ELSR", "config": {"width": 6}, "scale": 2, "source": "elsr",
+                  "clamp_output": True},
+        "inputs": [dict(tensor, dtype="int8", quantization={"scale": 1 / 255, "zero_point": -128})],
+        "outputs": [dict(tensor, shape=[1, 3, 128, 128])],
+        "export": {"seconds": 1.5, "created": "2026-01-01T00:00:00+00:00", "tools": {"torch": "2.13.0"},
+                   "min_runtime": None},
+        "calibration": {"source": "builtin", "images": ["a.png"], "sha256": "b" * 64, "fitted_to": [64, 64],
+                        "normalisation": "RGB / 255"},
+        "verification": {"status": "passed", "verified": True, "runtime": "LiteRT", "parity_psnr_db": 45.0,
+                         "set5_psnr_db": 36.0, "set5_fp32_psnr_db": 36.1,
+                         "thresholds": {"parity_min_db": None, "int8_max_loss_db": 0.3},
+                         "ops": {"total": 3, "delegated": 2, "outside": ["PRELU"], "source": "runtime"},
+                         "problems": []},
+    }
+
+
+def test_schema_is_one_json_file_and_accepts_a_valid_sidecar():
+    assert json.loads(SCHEMA_PATH.read_text())["title"] == "mobile-sr export sidecar"
+    assert validate(_valid_doc()) == []
+
+
+@pytest.mark.parametrize("path,value,message", [
+    (("artifact", "precision"), "int4", "is not one of"),
+    (("artifact", "sha256"), "xyz", "does not match"),
+    (("inputs", 0, "layout"), "CHW", "is not one of"),
+    (("inputs", 0, "quantization"), {"scale": 0.0, "zero_point": 0}, "none of the allowed forms"),
+    (("outputs", 0, "shape"), [1, 3, 128], "items"),
+    (("model", "scale"), "2", "is not integer"),
+    (("verification", "verified"), 1, "is not boolean"),
+    (("verification", "ops"), {"total": 1}, "none of the allowed forms"),
+    (("calibration",), [], "none of the allowed forms"),
+    (("schema_version",), 2, "is not 1"),
+])
+def test_schema_rejects_broken_sidecars(path, value, message):
+    doc = _valid_doc()
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    errors = validate(doc)
+    assert errors and any(message in e for e in errors), errors
+
+
+def test_schema_rejects_missing_and_unknown_keys():
+    doc = _valid_doc()
+    del doc["verification"]["runtime"]
+    doc["model"]["color"] = "RGB"
+    errors = validate(doc)
+    assert "$.verification: missing 'runtime'" in errors
+    assert "$.model: unexpected key 'color'" in errors
+
+
+def test_validator_refuses_schema_keywords_it_does_not_check():
+    schema = copy.deepcopy(load_schema())
+    schema["properties"]["artifact"]["properties"]["bytes"]["multipleOf"] = 2
+    with pytest.raises(ValueError, match="multipleOf"):
+        validate(_valid_doc(), schema)
+
+
+# --- range equalization -----------------------------------------------------------------------------
+
+
+def _conv_ranges(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    ranges = []
+    hooks = [a.register_forward_hook(lambda m, i, o: ranges.append(o.abs().amax(dim=(0, 2, 3))))
+             for a, _ in _chains(model)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return ranges
+
+
+def test_equalization_keeps_the_function_and_evens_out_channel_ranges():
+    torch.manual_seed(0)
+    model = init_bicubic(create_model("fsrcnn", 2, pretrained=False))
+    calib = torch.rand(4, 3, 24, 24)
+    eq = equalize(model, calib)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(eq(x), model(x), atol=1e-5)
+    before, after = _conv_ranges(model, calib), _conv_ranges(eq, calib)
+    assert len(after) == 7  # FSRCNN: every conv -> PReLU -> conv(transpose) chain
+    spread = [float(r.min() / r.max()) for r in before]
+    assert min(spread) < 0.5  # channels differ before...
+    assert all(torch.allclose(r, r.max().expand_as(r), rtol=1e-4) for r in after)  # ...not after
+    assert model.body[0].weight.data_ptr() != eq.body[0].weight.data_ptr()  # the original is untouched
+
+
+def test_equalization_leaves_skip_connections_alone():
+    model = create_model("elsr", 2, pretrained=False)
+    assert [(a, b) for a, b in _chains(model)] == [(model.conv1, model.conv2)]  # head feeds the skip: never scaled
