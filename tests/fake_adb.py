@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A fake ``adb`` (and the phone behind it) for the bench tests. Standard library only.
+"""A fake ``adb`` (and the phone behind it) for the bench tests. Standard library only, so it runs with
+``python -S`` (no site-packages scan: a quick start for the dozens of calls a test makes).
 
 The phone's storage is the folder ``$FAKE_ADB_ROOT``: a device path ``/data/...`` is ``$FAKE_ADB_ROOT/data/...``.
 ``adb shell CMD`` joins its arguments as real adb does and runs them with the host's real ``sh -c``
@@ -18,7 +19,7 @@ Knobs (environment variables):
   FAKE_ADB_THERMAL      "absent": no thermalservice
   FAKE_ADB_INSTALL      "fail": adb install fails
   FAKE_BENCH_MODE       ok | old | crash | garbage | hang   (benchmark binaries)
-  FAKE_APP_MODE         ok | delay | never | garbage | invalid | error   (the demo app)
+  FAKE_APP_MODE         ok | delay | never | garbage | invalid | error | noactivity   (the demo app)
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def install_tools() -> None:
     for tool in TOOLS:
         script = bindir / tool
         if not script.exists():
-            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" --tool {tool} "$@"\n')
+            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{Path(__file__).resolve()}" --tool {tool} "$@"\n')
             script.chmod(0o755)
 
 
@@ -185,19 +186,19 @@ def am(args: list[str]) -> None:
     if args[:1] == ["force-stop"]:
         return
     component = args[args.index("-n") + 1]
-    if not (ROOT / "data" / "app" / component.split("/")[0]).is_dir():
-        print("Starting: Intent { cmp=" + component + " }")
+    mode = os.environ.get("FAKE_APP_MODE", "ok")
+    if mode == "noactivity" or not (ROOT / "data" / "app" / component.split("/")[0]).is_dir():
+        print("Starting: Intent { cmp=" + component + " }")  # and exit status 0, as the real am does
         print(f"Error type 3\nError: Activity class {{{component}}} does not exist.")
         return
     extras = {args[i + 1]: args[i + 2] for i, a in enumerate(args) if a in ("--es", "--ei")}
     print(f"Starting: Intent {{ cmp={component} (has extras) }}\nStatus: ok\nLaunchState: COLD\nActivity: {component}")
-    mode = os.environ.get("FAKE_APP_MODE", "ok")
     if mode == "never":
         return
     out = ROOT / "data" / "data" / PACKAGE / "files" / extras["output"]
     doc = app_results(extras)
     if mode == "delay":  # the app finishes later: a detached writer that holds none of adb's pipes
-        subprocess.Popen([sys.executable, __file__, "--write-later", str(out), json.dumps(doc)],
+        subprocess.Popen([sys.executable, "-S", __file__, "--write-later", str(out), json.dumps(doc)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
         return
@@ -231,7 +232,7 @@ def app_results(extras: dict[str, str]) -> dict:
             "load_status": 0 if ok else 34, "model_load_time(ms)": 12.5, "first_inference_latency(ms)": 40.0,
             "avg_inference_latency(ms)": sum(lat) / len(lat), "trimmean_inference_latency(ms)": sum(lat) / len(lat),
             "median_inference_latency(ms)": lat[len(lat) // 2], "p90_inference_latency(ms)": lat[-1],
-            "min_inference_latency(ms)": lat[0], "latencies(ms)": lat, "throughput(mpix/s)": None,
+            "min_inference_latency(ms)": lat[0], "median_cpu_time(ms)": None, "latencies(ms)": lat, "throughput(mpix/s)": None,
             "peak_memory(mb)": 30.5, "ram_pss_usage(mb)": 11.25, "set5_psnr(db)": None, "gmac_per_inference": None,
             "achieved(gmac/s)": None, "matmul_peak_ratio": None}],
     }

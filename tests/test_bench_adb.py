@@ -75,7 +75,7 @@ class Phone:
     @staticmethod
     def _script(path: Path, args: str) -> Path:
         path.parent.mkdir(exist_ok=True)
-        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" {args} "$@"\n')
+        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKE}" {args} "$@"\n')
         path.chmod(0o755)
         return path
 
@@ -143,6 +143,7 @@ def test_tflite_binary_exact_commands_parsing_and_cleanup(phone, tmp_path):
     assert r["model_load_time(ms)"] == 18.738 and r["first_inference_latency(ms)"] == 140.706
     assert r["avg_inference_latency(ms)"] == 74.482 and r["median_inference_latency(ms)"] == 74.43
     assert r["min_inference_latency(ms)"] == 73.909 and r["p90_inference_latency(ms)"] is None
+    assert r["median_cpu_time(ms)"] is None  # only the host measures CPU time
     assert r["peak_memory(mb)"] == 12.25
     assert r["throughput(mpix/s)"] == pytest.approx(64 * 64 / 1e6 / 0.07443, rel=1e-3)
     assert doc["matmul_peak(gmac/s)"] is None and r["matmul_peak_ratio"] is None
@@ -321,6 +322,7 @@ def test_app_results_are_polled_until_written(phone):
     ("garbage", "the app's results file is not JSON"),
     ("invalid", "the app's results do not match results.schema.json"),
     ("error", "the app reported failed: Failed to load model: error 0x22"),
+    ("noactivity", "am start failed: Error: Activity class {org.mobilesr.demo/.BenchmarkActivity} does not exist."),
 ])
 def test_app_failures(phone, mode, message):
     phone.env(FAKE_APP_MODE=mode)

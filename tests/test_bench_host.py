@@ -71,7 +71,7 @@ def test_host_bench_every_runtime(exported, tmp_path):
         assert r["status"] == "ok" and r["runner"] == "host" and r["threads"] == 1
         assert len(r["latencies(ms)"]) == 6 and min(r["latencies(ms)"]) > 0
         assert r["min_inference_latency(ms)"] <= r["median_inference_latency(ms)"] <= r["p90_inference_latency(ms)"]
-        assert r["first_inference_latency(ms)"] > 0 and r["model_load_time(ms)"] > 0
+        assert r["first_inference_latency(ms)"] > 0 and r["model_load_time(ms)"] > 0 and r["median_cpu_time(ms)"] > 0
         assert r["input_size"] == [SIZE, SIZE] and r["output_size"] == [2 * SIZE, 2 * SIZE]
         median_s = r["median_inference_latency(ms)"] / 1e3
         assert r["throughput(mpix/s)"] == pytest.approx((2 * SIZE) ** 2 / 1e6 / median_s, rel=1e-2)

@@ -7,6 +7,9 @@ and the ExecuTorch app time it. Opening the session is the load time.
 Memory: before loading, the kernel's peak-RSS mark of this process is reset (``/proc/self/clear_refs``),
 so ``VmHWM`` afterwards is the peak while this artifact loaded and ran; we report how far above the
 resident size before loading it went. PSS growth is measured as the ExecuTorch app measures it.
+
+CPU time: the process CPU time of each run is recorded beside its wall time. On a machine shared with
+other work, wall time measures the contention; with one thread, CPU time still measures the runtime.
 """
 
 from __future__ import annotations
@@ -164,24 +167,28 @@ def time_session(opener: Callable[[], Session], warmup: int, runs: int, bar: tqd
     session = opener()
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     samples: list[float] = []
+    cpu: list[float] = []
     first_ms = None
     for i in range(max(warmup, 0) + runs):
-        t = time.perf_counter_ns()
+        c, t = time.process_time_ns(), time.perf_counter_ns()
         session.invoke()
         ms = (time.perf_counter_ns() - t) / 1e6
         if i == 0:
             first_ms = ms
         if i >= warmup:
             samples.append(ms)
+            cpu.append((time.process_time_ns() - c) / 1e6)
         if bar is not None:
             bar.update(1)
     hwm, pss1 = _status_kb("VmHWM"), _pss_kb()
     version = session.version
     del session
     gc.collect()
-    peak = (hwm - rss0) / 1024 if can_peak and hwm is not None and rss0 is not None else None
+    peak = max(hwm - rss0, 0) / 1024 if can_peak and hwm is not None and rss0 is not None else None
     pss = (pss1 - pss0) / 1024 if pss0 is not None and pss1 is not None else None
-    return Measurement(Latency.from_samples(samples, load_ms, first_ms), version, peak, pss)
+    latency = Latency.from_samples(samples, load_ms, first_ms)
+    latency.cpu_median_ms = float(np.median(cpu))
+    return Measurement(latency, version, peak, pss)
 
 
 def measure(artifact: Artifact, threads: int, warmup: int, runs: int, bar: tqdm | None = None) -> Measurement:

@@ -128,8 +128,9 @@ def run_app(adb: Adb, artifact: Path, backend: str, threads: int, warmup: int, r
                               "--es", "model", remote_model, "--es", "backend", backend,
                               "--ei", "threads", str(threads), "--ei", "warmup", str(warmup), "--ei", "runs", str(runs),
                               "--es", "output", APP_OUTPUT)
-        if "Error" in out:  # am start exits 0 even when the activity does not exist
-            raise RunFailed(f"am start failed: {next(ln for ln in out.splitlines() if 'Error' in ln).strip()}")
+        errors = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("Error")]
+        if errors:  # am start exits 0 even when the activity does not exist
+            raise RunFailed(f"am start failed: {next((e for e in errors if e.startswith('Error:')), errors[0])}")
         doc = _poll_results(adb, package, poll_s)
     finally:
         _cleanup(adb, "rm", "-f", remote_model)

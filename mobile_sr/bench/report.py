@@ -7,6 +7,7 @@ or Ctrl-C never leaves a half-written report under the name the user asked for.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -62,6 +63,7 @@ def record(artifact: Artifact, *, runner: str, threads: int, warmup: int, runs: 
         "median_inference_latency(ms)": _r(lat.median_ms) if lat else None,
         "p90_inference_latency(ms)": _r(lat.p90_ms) if lat else None,
         "min_inference_latency(ms)": _r(lat.min_ms) if lat else None,
+        "median_cpu_time(ms)": _r(lat.cpu_median_ms) if lat else None,
         "latencies(ms)": [round(v, 4) for v in lat.samples_ms] if lat else [],
         "throughput(mpix/s)": _r(artifact.output_megapixels / (typical / 1e3)) if typical else None,
         "peak_memory(mb)": _r(measurement.peak_memory_mb, 2) if measurement else None,
@@ -148,43 +150,67 @@ RUNTIME_SHORT = {"tflite": "litert", "executorch": "executorch", "onnx": "onnxru
                  "pytorch": "pytorch"}
 
 
+# (header, width, digits or None for text, how to get the cell from a result record)
+COLUMNS: list[tuple[str, int, int | None, Callable[[dict], Any]]] = [
+    ("model", -10, None, lambda r: (r["model"] or "?")[:10]),
+    ("x", 2, None, lambda r: r["scale"]),
+    ("runtime", -12, None, lambda r: RUNTIME_SHORT[r["format"]] + ("" if r["runner"] == "host" else f"/{r['runner']}")),
+    ("prec", -6, None, lambda r: r["precision"]),
+    ("input", 9, None, lambda r: "x".join(map(str, r["input_size"]))),
+    ("thr", 3, None, lambda r: r["threads"]),
+    ("load", 8, 1, lambda r: r["model_load_time(ms)"]),
+    ("first", 8, 2, lambda r: r["first_inference_latency(ms)"]),
+    ("median", 8, 2, lambda r: r["median_inference_latency(ms)"] or r["avg_inference_latency(ms)"]),
+    ("p90", 8, 2, lambda r: r["p90_inference_latency(ms)"]),
+    ("min", 8, 2, lambda r: r["min_inference_latency(ms)"]),
+    ("cpu", 8, 2, lambda r: r["median_cpu_time(ms)"]),
+    ("MP/s", 7, 2, lambda r: r["throughput(mpix/s)"]),
+    ("mem MB", 7, 1, lambda r: r["peak_memory(mb)"]),
+    ("PSNR", 6, 2, lambda r: r["set5_psnr(db)"]),
+    ("GMAC/s", 7, 1, lambda r: r["achieved(gmac/s)"]),
+    ("%peak", 6, 1, lambda r: None if r["matmul_peak_ratio"] is None else 100 * r["matmul_peak_ratio"]),
+]
+
+
+def _cell_text(value: Any, width: int, digits: int | None) -> str:
+    if value is None:
+        text = "-" if digits is not None else ""
+    elif digits is None or isinstance(value, str):
+        text = str(value)[: abs(width)]
+    else:
+        text = f"{value:.{digits}f}"
+    return f"{text:<{-width}}" if width < 0 else f"{text:>{width}}"
+
+
 def table(doc: dict) -> str:
-    """The printed report: one row per artifact, then one line per artifact that did not run."""
-    head = (f"{'model':<10} {'x':>2} {'runtime':<12} {'prec':<6} {'input':>9} {'thr':>3} {'load':>8} {'first':>8} "
-            f"{'median':>8} {'p90':>8} {'min':>8} {'MP/s':>7} {'mem MB':>7} {'PSNR':>6} {'GMAC/s':>7} {'%peak':>6}")
-    lines = [head, "-" * len(head)]
+    """The printed report: one row per artifact and per bicubic reference, then one line per artifact that
+    did not run."""
+    lines = [" ".join(_cell_text(h, w, None) for h, w, _, _ in COLUMNS)]
+    lines.append("-" * len(lines[0]))
     notes = []
     for r in doc["results"]:
-        size = "x".join(map(str, r["input_size"]))
-        runtime = RUNTIME_SHORT[r["format"]] if r["runner"] == "host" else f"{RUNTIME_SHORT[r['format']]}/{r['runner']}"
-        ratio = r["matmul_peak_ratio"]
-        lines.append(
-            f"{(r['model'] or '?')[:10]:<10} {r['scale']:>2} {runtime[:12]:<12} {r['precision']:<6} {size:>9} "
-            f"{r['threads']:>3} {_f(r['model_load_time(ms)'], 8, 1)} {_f(r['first_inference_latency(ms)'], 8, 2)} "
-            f"{_f(r['median_inference_latency(ms)'] or r['avg_inference_latency(ms)'], 8, 2)} "
-            f"{_f(r['p90_inference_latency(ms)'], 8, 2)} {_f(r['min_inference_latency(ms)'], 8, 2)} "
-            f"{_f(r['throughput(mpix/s)'], 7, 2)} {_f(r['peak_memory(mb)'], 7, 1)} {_f(r['set5_psnr(db)'], 6, 2)} "
-            f"{_f(r['achieved(gmac/s)'], 7, 1)} {_f(ratio * 100 if ratio is not None else None, 6, 1)}")
+        lines.append(" ".join(_cell_text(get(r), w, d) for _, w, d, get in COLUMNS))
         if r["status"] != "ok":
             notes.append(f"{r['artifact']}: {'skipped' if r['status'] == 'unsupported' else 'FAILED'}: {r['error']}")
     for b in doc["bicubic"]:
-        lines.append(f"{'bicubic':<10} {b['scale']:>2} {'pytorch':<12} {'fp32':<6} "
-                     f"{'x'.join(map(str, b['input_size'])):>9} {'':>3} {'':>8} {'':>8} "
-                     f"{_f(b['median_inference_latency(ms)'], 8, 2)} {'':>8} {'':>8} {'':>7} {'':>7} "
-                     f"{_f(b['set5_psnr(db)'], 6, 2)}")
+        known = {"model": "bicubic", "x": b["scale"], "runtime": "pytorch", "prec": "fp32",
+                 "input": "x".join(map(str, b["input_size"])), "median": b["median_inference_latency(ms)"],
+                 "PSNR": b["set5_psnr(db)"]}
+        lines.append(" ".join(_cell_text(known.get(h, ""), w, d) for h, w, d, _ in COLUMNS).rstrip())
     dev = doc["device"]
     where = " ".join(x for x in (dev.get("manufacturer"), dev.get("model"), dev.get("soc"), dev.get("os")) if x)
     peak = doc["matmul_peak(gmac/s)"]
     footer = [f"device: {where or dev['kind']}" + (f"; fp32 matmul peak {peak:.1f} GMAC/s" if peak else "") +
-              "; times in ms"]
+              "; times in ms (cpu: process CPU time per run)"]
     return "\n".join(lines + footer + notes)
 
 
-def _f(value: float | None, width: int, digits: int) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
-
-
 # ---- plot ----------------------------------------------------------------------------------------------
+
+
+def plot_available() -> bool:
+    """matplotlib (the ``bench`` extra) is installed; checked before a run, not after it."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def write_plot(doc: dict, path: Path) -> None:

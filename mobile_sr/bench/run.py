@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,9 @@ def _psnr(art: Artifact, threads: int) -> float | None:
         host.preload(art.format)
         return host.set5_psnr(art, threads)
     except host.RuntimeMissing:
+        return None
+    except Exception as exc:  # noqa: BLE001 - the timing stands; say why the quality figure is missing
+        tqdm.write(f"warning: {art.name}: no Set5 PSNR ({_one_line(exc)})", file=sys.stderr)
         return None
 
 

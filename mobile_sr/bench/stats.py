@@ -27,6 +27,7 @@ class Latency:
     p90_ms: float | None = None
     min_ms: float | None = None
     samples_ms: list[float] = field(default_factory=list)
+    cpu_median_ms: float | None = None  # process CPU time per run (host only): the latency an idle core would give
 
     @classmethod
     def from_samples(cls, samples_ms: list[float], load_ms: float | None, first_ms: float | None) -> Latency:
