@@ -4,9 +4,10 @@
                                       [--json export_bench.json] [--runs tflite:int8,executorch:int8,...]
 
 Each run is a fresh ``mobile-sr export`` process (imports, conversion, verification, sidecar), timed
-from outside. Budgets on 2 CPU cores: TFLite int8 under 60 s, ExecuTorch int8 under 30 s; they are
-printed beside the figures, not asserted. The machine's load average is recorded with them, since
-other work on the box (e.g. training runs) stretches every number.
+from outside: wall time and the CPU seconds it used. Budgets on 2 CPU cores: TFLite int8 under 60 s,
+ExecuTorch int8 under 30 s; they are printed beside the figures, not asserted. The machine's load
+average is recorded with them: other work on the box (e.g. training runs) stretches wall time, while
+CPU seconds stay comparable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -30,13 +32,15 @@ def one_run(target: str, precision: str, model: str, size: str, out: Path) -> di
     cmd = [sys.executable, "-m", "mobile_sr", "export", "--target", target, *FLAGS[precision], "--model", model,
            "--input-size", size, "-o", str(out)]
     load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
+    cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     sidecars = sorted(out.glob(f"*_{size}_{precision}{FORMATS[target].suffix}.json"), key=lambda p: p.stat().st_mtime)
     doc = json.loads(sidecars[-1].read_text()) if sidecars and proc.returncode in (0, 1) else None
     row = {"target": target, "precision": precision, "exit_code": proc.returncode, "wall_s": round(wall, 1),
-           "budget_s": BUDGETS_S.get((target, precision)), "load_avg_1min": round(load_before, 2)}
+           "cpu_s": round(cpu, 1), "budget_s": BUDGETS_S.get((target, precision)),
+           "load_avg_1min": round(load_before, 2)}
     if doc is None:
         row["error"] = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no sidecar"
         return row
@@ -53,11 +57,12 @@ def markdown(rows: list[dict]) -> str:
     def f(x: object) -> str:
         return "-" if x is None else str(x)
 
-    lines = ["| target | precision | wall s (budget) | export s | size kB | parity dB | Set5 dB (fp32) | delegated | "
-             "check | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| target | precision | wall s (budget) | CPU s | export s | size kB | parity dB | Set5 dB (fp32) | "
+             "delegated | check | load avg |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         budget = f" ({r['budget_s']:.0f})" if r.get("budget_s") else ""
-        lines.append(f"| {r['target']} | {r['precision']} | {r['wall_s']}{budget} | {f(r.get('export_s'))} | "
+        lines.append(f"| {r['target']} | {r['precision']} | {r['wall_s']}{budget} | {r['cpu_s']} | "
+                     f"{f(r.get('export_s'))} | "
                      f"{f(round(r['bytes'] / 1e3, 1) if 'bytes' in r else None)} | {f(r.get('parity_db'))} | "
                      f"{f(r.get('set5_db'))} ({f(r.get('set5_fp32_db'))}) | {f(r.get('delegated'))} | "
                      f"{r.get('status', r.get('error'))} | {r['load_avg_1min']} |")

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.export import FORMATS, Result, export
-from mobile_sr.export.calib import load_calib
+from mobile_sr.export.calib import fit, load_calib
 from mobile_sr.export.common import ExportWrapper
 from mobile_sr.export.sidecar import sidecar_path, validate
-from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr, parity_images
+from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr
 from mobile_sr.models import create_model, weights_path
 from mobile_sr.models.fsrcnn import init_bicubic
 
@@ -117,7 +118,7 @@ def test_artifact_runs_in_its_runtime_like_pytorch(exported, key):
     r = results[key]
     fmt, precision = key
     loaded = FORMATS[fmt].load(r.path, 1)
-    x = parity_images(*SIZE)[:2]
+    x = torch.stack([fit(img.lr, *SIZE) for img in load_benchmark("Set5", 2)[:2]])  # held-out images
     with torch.no_grad():
         ref = ExportWrapper(model)(x).numpy()
     out = np.concatenate([loaded.run(xi[None].numpy()) for xi in x])

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.datasets import load_benchmark
 from . import coreml, executorch, onnx, tflite
 from . import sidecar as sc
 from .calib import CalibSet, load_calib
@@ -125,6 +126,12 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
     plan = [(FORMATS[t], precision_for(FORMATS[t], int8, fp16, int8_io)) for t in targets]
     for fmt, _ in plan:
         require(fmt.extra, *fmt.modules)
+    if check:
+        try:
+            load_benchmark("Set5", model.scale)
+        except FileNotFoundError:
+            raise ExportError(f"no Set5 x{model.scale} to verify against (it ships x2, x3, x4); "
+                              "pass --no-verify") from None
     needs_calib = any(p in ("int8", "int8io") for _, p in plan)
     calib: CalibSet | None = load_calib(calib_dir) if needs_calib or calib_dir is not None else None
 
@@ -132,11 +139,12 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
     wrapper = ExportWrapper(model).eval()
     h, w = size
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-    batch = calib.batch(h, w) if calib is not None else None
+    batch = calib.batch(h, w) if calib is not None and needs_calib else None
     # int8 exports get the range-equalized copy (same function, see equalize.py); floats the model itself.
-    int8_wrapper = ExportWrapper(equalize(model, batch)).eval() if batch is not None and needs_calib else None
+    # Ranges come from the very batch the quantizers calibrate on, so both see the same activations.
+    int8_wrapper = ExportWrapper(equalize(model, batch)).eval() if batch is not None else None
     threads = torch.get_num_threads()
-    ref: Reference | None = None  # PyTorch's outputs and Set5, computed once, when a runtime can use them
+    ref: Reference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
