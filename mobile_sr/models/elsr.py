@@ -2,8 +2,11 @@
 for Mobile Devices"), the winner of the MAI 2022 low-power SR challenge.
 
 Six layers, five with weights: conv 3x3 (3->6), conv 3x3 (6->6), PReLU, conv 3x3 (6->6) with a skip
-from the first conv, conv 3x3 (6 -> 3*s^2), PixelShuffle(s). Everything runs at LR and every op is
-one that phone NPUs and XNNPACK accelerate, which is the point of the design.
+from the first conv, conv 3x3 (6 -> 3*s^2), PixelShuffle(s); ReLU activations (no weights, not counted
+as layers) follow the first conv and the skip sum, as in the public ELSR re-implementations. Without
+them the net has a single non-linearity and is close to a linear filter: it plateaued at 35.1 dB
+Set5 x2 here, at width 6 and at width 16 alike. Everything runs at LR and every op is one that
+phone NPUs and XNNPACK accelerate, which is the point of the design.
 
 Image-space residual: the LR input, repeated s^2 times per colour, is added before the
 PixelShuffle (the "anchor" residual of the Mobile AI challenge models), so the net predicts only
@@ -44,6 +47,6 @@ class ELSR(nn.Module):
         return {"width": self.width}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.head(x)
-        f = f + self.conv2(self.act(self.conv1(f)))
+        f = F.relu(self.head(x))
+        f = F.relu(f + self.conv2(self.act(self.conv1(f))))
         return self.shuffle(self.up(f) + F.conv2d(x, self.anchor))
