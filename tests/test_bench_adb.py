@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mobile_sr.bench.latency_table import LayerConfig, lookup, measure_layers
 from mobile_sr.bench.report import validate
+from mobile_sr.bench.run import connect
 from mobile_sr.cli import main
 from mobile_sr.export.sidecar import validate as validate_sidecar
 
@@ -354,3 +356,19 @@ def test_no_thermal_service(phone, tmp_path):
     assert res.exit_code == 0
     dev = json.loads((tmp_path / "r.json").read_text())["device"]
     assert dev["thermal_start"] is None and dev["thermal_end"] is None
+
+
+def test_latency_table_on_the_phone(phone):
+    """Each layer is exported for real (ExecuTorch), pushed, run by the phone's executor_runner and removed."""
+    cfg = LayerConfig(4, 4, 3, 16, 16)
+    plan = connect(str(phone.adb), None, 30, "binary", [phone.et_bin], None, "xnnpack")
+    table = measure_layers([cfg], runtime="executorch", plan=plan, threads=2, warmup=1, runs=2)
+    assert table["device"]["model"] == "Pixel 7" and table["runtime_version"] == "executor_runner"
+    assert lookup(table, cfg) == 31.5  # the fake's iterations 30, 31, 32 ms; the warm-up one dropped
+    model = f"{REMOTE}/{cfg.key}.pte"
+    assert ["-s", SERIAL, "push", str(phone.et_bin), f"{REMOTE}/executor_runner"] in phone.adb_calls()
+    assert shell([f"{REMOTE}/executor_runner", f"--model_path={model}", "--num_executions=3", "--cpu_threads=2"]) \
+        in phone.adb_calls()
+    assert phone.leftovers() == []
+    with pytest.raises(ValueError, match="binary runner and runtime tflite or executorch"):
+        measure_layers([cfg], runtime="onnx", plan=plan)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import importlib
 import re
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -33,7 +34,8 @@ from .artifact import Artifact
 from .stats import Latency, Measurement
 
 HOST_FORMATS = ("tflite", "executorch", "onnx", "pytorch")
-NOT_ON_HOST = {"coreml": "Core ML runs only on macOS/iOS; skipped on this host"}
+NOT_ON_HOST = {"coreml": "Core ML runs only on macOS/iOS; skipped on this host" if sys.platform != "darwin" else
+               "Core ML is not benchmarked by mobile-sr yet; use Xcode's Core ML performance report"}
 EXTRAS = {"tflite": "tflite", "executorch": "executorch", "onnx": "onnx"}
 
 
