@@ -44,6 +44,7 @@ def test_bicubic_init_starts_near_bicubic():
     from mobile_sr.data.datasets import load_benchmark
     from mobile_sr.train.evaluate import evaluate
 
+    torch.manual_seed(0)  # the non-routed channels are random and add a little noise
     res = evaluate(init_bicubic(FSRCNN(2)).eval(), load_benchmark("Set5", 2), 2, with_ssim=False)
     assert 33.4 < res.psnr < 33.8  # bicubic itself is 33.67
 

@@ -33,7 +33,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "fsrcnn": ModelSpec("fsrcnn", FSRCNN, "FSRCNN (Dong et al. 2016), d=56 s=12 m=4", {"d": 56, "s": 12, "m": 4}),
     "fsrcnn-s": ModelSpec("fsrcnn-s", FSRCNN, "FSRCNN-s, the small setting d=32 s=5 m=1", {"d": 32, "s": 5, "m": 1}),
-    "elsr": ModelSpec("elsr", ELSR, "ELSR (Tian et al. 2022), 6 layers, PixelShuffle tail", {"width": 6}),
+    # Width 16, not the paper's 6: at width 6 ELSR stays ~1.6 dB over bicubic at x2 (see README).
+    "elsr": ModelSpec("elsr", ELSR, "ELSR layout (Xu et al. 2022) at width 16, PixelShuffle tail", {"width": 16}),
 }
 
 DEFAULT_MODEL = "fsrcnn"

@@ -1,4 +1,4 @@
-"""ELSR (Tian et al. 2022, arXiv 2208.14600: "ELSR: Extreme Low-Power Super Resolution Network
+"""ELSR (Xu, Jia, Zhang, Bao, Sun 2022, arXiv 2208.14600: "ELSR: Extreme Low-Power Super Resolution Network
 for Mobile Devices"), the winner of the MAI 2022 low-power SR challenge.
 
 Six layers, five with weights: conv 3x3 (3->6), conv 3x3 (6->6), PReLU, conv 3x3 (6->6) with a skip
@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 class ELSR(nn.Module):
     def __init__(self, scale: int = 2, width: int = 6, channels: int = 3) -> None:
+        """``width=6`` is the paper's; the built-in ``elsr`` uses 16 (see models/__init__.py)."""
         super().__init__()
         if scale < 1:
             raise ValueError(f"ELSR scale must be >= 1, got {scale}")
