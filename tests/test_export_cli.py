@@ -95,11 +95,17 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, args, message):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_missing_extra_says_which_pip_extra(checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnx2tf", None)  # as if `mobile-sr[tflite]` were not installed
-    res = run("--target", "tflite", "--model", str(checkpoint), "-o", str(tmp_path))
+@pytest.mark.parametrize("module,args,extra", [
+    ("onnx2tf", ["--target", "tflite"], "tflite"),
+    ("onnxruntime", ["--target", "onnx"], "onnx"),
+    ("executorch", ["--target", "coreml", "--int8"], "coreml,executorch"),  # Core ML int8 uses ExecuTorch's PT2E
+])
+def test_missing_extra_says_which_pip_extra(checkpoint, tmp_path, monkeypatch, module, args, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    res = run(*args, "--model", str(checkpoint), "-o", str(tmp_path))
     assert res.exit_code == 2
-    assert "pip install 'mobile-sr[tflite]'" in res.stderr and res.stderr.count("\n") == 1
+    assert f"pip install 'mobile-sr[{extra}]'" in res.stderr and res.stderr.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # checked before any work
 
 
 def test_a_killed_export_leaves_no_file_under_a_final_name(checkpoint, tmp_path):

@@ -45,19 +45,20 @@ class Format:
     extra: str  # pip extra that installs the converter and runtime
     modules: tuple[str, ...]  # what the extra must provide (checked before any work starts)
     precisions: tuple[str, ...]  # the first one is the default
+    int8_extra: str | None  # another format whose extra int8 needs too (Core ML int8 uses ExecuTorch's PT2E)
     tools: tuple[str, ...]  # distributions whose versions go into the sidecar
     export: Callable[..., OpsReport | None]
     load: Callable[[Path, int], Loaded]
 
 
 FORMATS: dict[str, Format] = {
-    "tflite": Format("tflite", ".tflite", "tflite", tflite.MODULES, ("fp32", "fp16", "int8", "int8io"),
+    "tflite": Format("tflite", ".tflite", "tflite", tflite.MODULES, ("fp32", "fp16", "int8", "int8io"), None,
                      ("onnx", "onnx2tf", "tensorflow", "ai-edge-litert"), tflite.export, tflite.load),
-    "executorch": Format("executorch", ".pte", "executorch", ("executorch", "torchao"), ("fp32", "int8"),
+    "executorch": Format("executorch", ".pte", "executorch", ("executorch", "torchao"), ("fp32", "int8"), None,
                          ("executorch", "torchao"), executorch.export, executorch.load),
-    "coreml": Format("coreml", ".mlpackage", "coreml", ("coremltools",), ("fp16", "fp32", "int8"),
+    "coreml": Format("coreml", ".mlpackage", "coreml", ("coremltools",), ("fp16", "fp32", "int8"), "executorch",
                      ("coremltools", "executorch", "torchao"), coreml.export, coreml.load),
-    "onnx": Format("onnx", ".onnx", "onnx", ("onnx", "onnxruntime"), ("fp32", "int8"),
+    "onnx": Format("onnx", ".onnx", "onnx", ("onnx", "onnxruntime"), ("fp32", "int8"), None,
                    ("onnx", "onnxruntime"), onnx.export, onnx.load),
 }
 
@@ -124,8 +125,10 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
     the sidecar, but runs nothing.
     """
     plan = [(FORMATS[t], precision_for(FORMATS[t], int8, fp16, int8_io)) for t in targets]
-    for fmt, _ in plan:
+    for fmt, precision in plan:
         require(fmt.extra, *fmt.modules)
+        if fmt.int8_extra and precision in ("int8", "int8io"):
+            require(f"{fmt.extra},{fmt.int8_extra}", *FORMATS[fmt.int8_extra].modules)
     if check:
         try:
             load_benchmark("Set5", model.scale)

@@ -79,7 +79,7 @@ def require(extra: str, *modules: str) -> None:
             importlib.import_module(name)
         except ImportError as exc:
             raise ExportError(
-                f"{extra} export needs {name} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+                f"this export needs {name} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
                 f"install it with: pip install 'mobile-sr[{extra}]'"
             ) from None
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import Loaded, OpsReport, TensorInfo, require
+from .common import Loaded, OpsReport, TensorInfo
 from .pt2e import quantize_pt2e
 
 INPUT, OUTPUT = "input", "output"
@@ -27,13 +27,12 @@ TARGETS = {"fp32": "iOS15", "fp16": "iOS15", "int8": "iOS17"}  # the oldest OS w
 
 def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: torch.Tensor | None,
            dest: Path) -> OpsReport | None:
-    require("coreml", "coremltools")
     import coremltools as ct
 
     module: nn.Module = wrapper
     if precision == "int8":
         assert calib is not None
-        module = quantize_pt2e(wrapper, example, calib, "coreml,executorch")
+        module = quantize_pt2e(wrapper, example, calib)
     program = torch.export.export(module, (example,)).run_decompositions({})
     model = ct.convert(
         program,

@@ -13,21 +13,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import Loaded, OpsReport, TensorInfo, require
+from .common import Loaded, OpsReport, TensorInfo
 from .pt2e import quantize_pt2e
 
 
 def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: torch.Tensor | None,
            dest: Path) -> OpsReport:
     """fp32, or int8 (per-channel int8 weights, int8 activations); float I/O either way."""
-    require("executorch", "executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     module: nn.Module = wrapper
     if precision == "int8":
         assert calib is not None
-        module = quantize_pt2e(wrapper, example, calib, "executorch")
+        module = quantize_pt2e(wrapper, example, calib)
     edge = to_edge_transform_and_lower(torch.export.export(module, (example,)), partitioner=[XnnpackPartitioner()])
     report = _delegation(edge.exported_program().graph_module)
     dest.write_bytes(edge.to_executorch().buffer)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import Loaded, OpsReport, TensorInfo, require
+from .common import Loaded, OpsReport, TensorInfo
 
 INPUT, OUTPUT = "input", "output"
 OPSET = 17  # the newest opset onnx2tf 1.28 and onnxruntime both cover fully for these ops
@@ -47,7 +47,6 @@ def to_onnx(wrapper: nn.Module, example: torch.Tensor, dest: Path) -> None:
 def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: torch.Tensor | None,
            dest: Path) -> OpsReport | None:
     """fp32, or int8 QDQ (per-channel int8 weights, int8 activations calibrated by min/max on ``calib``)."""
-    require("onnx", "onnx", "onnxruntime")
     if precision == "fp32":
         to_onnx(wrapper, example, dest)
         return None

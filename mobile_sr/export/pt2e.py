@@ -3,7 +3,7 @@
 XNNPACK's quantizer: per-channel symmetric int8 weights, per-tensor affine int8 activations
 (histogram observer), the scheme XNNPACK and the Apple Neural Engine both run natively. coremltools'
 own PT2E quantizer imports ``torch.ao.quantization.quantizer``, which torch 2.13 no longer has, so
-Core ML int8 reuses this one (and needs the executorch extra).
+Core ML int8 reuses this one (and needs the executorch extra: ``Format.int8_extra``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import require
 
-
-def quantize_pt2e(wrapper: nn.Module, example: torch.Tensor, calib: torch.Tensor, extra: str) -> torch.fx.GraphModule:
+def quantize_pt2e(wrapper: nn.Module, example: torch.Tensor, calib: torch.Tensor) -> torch.fx.GraphModule:
     """The converted (quantize/dequantize-annotated) graph, calibrated on every image of ``calib``."""
-    require(extra, "executorch", "torchao")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,

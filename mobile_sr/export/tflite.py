@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import Loaded, OpsReport, TensorInfo, dequantize, quantize, require
+from .common import Loaded, OpsReport, TensorInfo, dequantize, quantize
 from .onnx import to_onnx
 
 MODULES = ("onnx", "onnx_graphsurgeon", "onnx2tf", "tensorflow", "tf_keras", "psutil", "ai_edge_litert")
@@ -32,7 +32,6 @@ def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: tor
            dest: Path) -> OpsReport | None:
     """fp32, fp16 (fp16 weights), int8 (int8 weights and activations, float I/O) or int8io (int8 I/O too)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    require("tflite", *MODULES)
     import tensorflow as tf
 
     onnx_path = dest.with_name(dest.name + ".onnx")
