@@ -293,5 +293,26 @@ def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, 
         fail(f"verification failed for {', '.join(failed)} (kept, marked unverified in the sidecar)", code=1)
 
 
+@main.command("bundle")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--app", type=click.Choice(["android", "ios"]), required=True, help="Which demo app to put them into.")
+@click.option("--app-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The app's folder (default: android_demo/ or ios_demo/ of this repository).")
+@click.option("--default", "default", default=None, metavar="NAME", help="Model the app selects at start.")
+@click.option("--force", is_flag=True, help="Bundle artifacts whose verification failed.")
+def bundle_cmd(artifacts: tuple[Path, ...], app: str, app_dir: Path | None, default: str | None, force: bool) -> None:
+    """Copy exported models and their sidecars into a demo app and update its models.json."""
+    from .bundle import BundleError, bundle
+
+    try:
+        folder, index = bundle(list(artifacts), app, app_dir=app_dir, default=default, force=force)
+    except BundleError as exc:
+        fail(str(exc))
+    for entry in index["models"]:
+        mark = "*" if entry["name"] == index["default"] else " "
+        click.echo(f"{mark} {entry['name']}  ({entry['backend']}, {entry['precision']}, x{entry['scale']})")
+    click.echo(f"{len(artifacts)} bundled into {folder} (* = default)")
+
+
 if __name__ == "__main__":
     main()
