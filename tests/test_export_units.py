@@ -13,7 +13,7 @@ from PIL import Image
 
 from mobile_sr.export import FORMATS, ExportError, parse_size, parse_targets, precision_for
 from mobile_sr.export.calib import CALIB_DIR, cut_crops, fit, load_calib
-from mobile_sr.export.equalize import _chains, equalize
+from mobile_sr.export.dfq import _chains, correct_bias, equalize, fake_quant_weight
 from mobile_sr.export.sidecar import SCHEMA_PATH, load_schema, validate
 from mobile_sr.models import create_model
 from mobile_sr.models.fsrcnn import init_bicubic
@@ -205,3 +205,31 @@ def test_equalization_keeps_the_function_and_evens_out_channel_ranges():
 def test_equalization_leaves_skip_connections_alone():
     model = create_model("elsr", 2, pretrained=False)
     assert [(a, b) for a, b in _chains(model)] == [(model.conv1, model.conv2)]  # head feeds the skip: never scaled
+
+
+def test_bias_correction_cancels_the_mean_shift_of_int8_weights():
+    torch.manual_seed(0)
+    float_net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ConvTranspose2d(8, 3, 4, stride=2))
+    calib = torch.rand(6, 3, 20, 20) * 0.5 + 0.4  # a mean far from 0: rounding errors shift outputs
+
+    def int8_weights(net: torch.nn.Module) -> torch.nn.Module:
+        q = copy.deepcopy(net)
+        with torch.no_grad():
+            q[0].weight.copy_(fake_quant_weight(q[0].weight, 0))
+            q[1].weight.copy_(fake_quant_weight(q[1].weight, 1))  # ConvTranspose2d: output channels are axis 1
+        return q
+
+    corrected = copy.deepcopy(float_net)
+    correct_bias(corrected, calib)
+    with torch.no_grad():
+        ref = float_net[0](calib).mean(dim=(0, 2, 3))
+        plain, fixed = int8_weights(float_net), int8_weights(corrected)
+        assert torch.allclose(fixed[0](calib).mean(dim=(0, 2, 3)), ref, atol=1e-5)  # a conv: exact in the mean
+        assert not torch.allclose(plain[0](calib).mean(dim=(0, 2, 3)), ref, atol=1e-5)
+        # End to end (through the strided transposed conv, corrected on average over its phases):
+        err_plain = (plain(calib).mean(dim=(0, 2, 3)) - float_net(calib).mean(dim=(0, 2, 3))).abs().max()
+        err_fixed = (fixed(calib).mean(dim=(0, 2, 3)) - float_net(calib).mean(dim=(0, 2, 3))).abs().max()
+    assert err_fixed < 0.2 * err_plain
+    # On the converters' grid: re-rounding a rounded weight changes nothing.
+    w = fake_quant_weight(float_net[0].weight, 0)
+    assert torch.equal(fake_quant_weight(w, 0), w)

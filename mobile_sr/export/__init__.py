@@ -29,7 +29,7 @@ from . import coreml, executorch, onnx, tflite
 from . import sidecar as sc
 from .calib import CalibSet, load_calib
 from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
-from .equalize import equalize
+from .dfq import prepare
 from .verify import MIN_SIDE, Reference, Verification, verify_artifact
 
 __all__ = ["FORMATS", "DEFAULT_SIZE", "ExportError", "Result", "export", "parse_size", "parse_targets"]
@@ -143,9 +143,9 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
     h, w = size
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     batch = calib.batch(h, w) if calib is not None and needs_calib else None
-    # int8 exports get the range-equalized copy (same function, see equalize.py); floats the model itself.
-    # Ranges come from the very batch the quantizers calibrate on, so both see the same activations.
-    int8_wrapper = ExportWrapper(equalize(model, batch)).eval() if batch is not None else None
+    # int8 exports convert an equalized, bias-corrected copy (dfq.py); float exports the model itself.
+    # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
+    int8_wrapper = ExportWrapper(prepare(model, batch)).eval() if batch is not None else None
     threads = torch.get_num_threads()
     ref: Reference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
