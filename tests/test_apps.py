@@ -94,7 +94,7 @@ SOURCES = {
 }
 
 
-@pytest.mark.parametrize("lang", ["kotlin"])
+@pytest.mark.parametrize("lang", ["kotlin", "swift"])
 def test_every_source_file_parses(lang: str) -> None:
     parser = _parser(lang)
     files = SOURCES[lang]
@@ -128,6 +128,29 @@ def test_android_sidecar_keys_exist_in_the_schema() -> None:
 
 def test_android_benchmark_writes_exactly_the_results_schema() -> None:
     assert kotlin_keys((KT / "BenchmarkResults.kt").read_text()) == schema_properties(RESULTS_SCHEMA_PATH)
+
+
+def test_ios_models_index_keys_are_the_schema() -> None:
+    assert swift_keys((SWIFT / "ModelIndex.swift").read_text()) == schema_properties(MODELS_SCHEMA_PATH)
+
+
+def test_ios_sidecar_keys_exist_in_the_schema() -> None:
+    keys = swift_keys((SWIFT / "Sidecar.swift").read_text())
+    assert keys <= schema_properties(SIDECAR_SCHEMA_PATH), keys - schema_properties(SIDECAR_SCHEMA_PATH)
+    assert {"inputs", "outputs", "shape", "layout", "dtype", "scale", "format"} <= keys
+
+
+def test_ios_benchmark_writes_exactly_the_results_schema() -> None:
+    assert swift_keys((SWIFT / "BenchmarkResults.swift").read_text()) == schema_properties(RESULTS_SCHEMA_PATH)
+
+
+def test_ios_project_bundles_the_model_folder() -> None:
+    """`mobile-sr bundle --app ios` writes MobileSRDemo/Models/, which the XcodeGen spec copies as a folder."""
+    from mobile_sr.bundle import APPS
+
+    assert APPS["ios"][1] == "MobileSRDemo/Models"
+    assert re.search(r"- path: MobileSRDemo/Models\n\s+type: folder", (IOS / "project.yml").read_text())
+    assert 'static let folder = "Models"' in (SWIFT / "ModelIndex.swift").read_text()
 
 
 def test_key_check_can_fail() -> None:
