@@ -31,9 +31,15 @@ WEIGHT_QMAX = 127  # int8 weights: per output channel, symmetric, scale = max|w|
 
 
 def prepare(model: nn.Module, calib: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` equalized and bias-corrected on ``calib`` (N, 3, H, W): what int8 exports convert."""
+    """A copy of ``model`` equalized and bias-corrected on ``calib`` (N, 3, H, W): what int8 exports convert.
+
+    Ranges (maxima) are taken at the export size, as the quantizers will see them; channel means do
+    not depend on the image size, so bias correction looks at no more than 96x96 of each image.
+    """
     model = equalize(model, calib)
-    correct_bias(model, calib)
+    h, w = calib.shape[-2:]
+    top, left = (h - min(h, 96)) // 2, (w - min(w, 96)) // 2
+    correct_bias(model, calib[..., top : top + min(h, 96), left : left + min(w, 96)])
     return model
 
 
