@@ -14,10 +14,10 @@ Bias correction (section 4.2). Rounding weights to int8 shifts each output chann
 (W - Q(W)) . E[x]; adding that back to the bias removes the systematic part of the error. Q is the
 grid every converter here uses for weights (per output channel, symmetric, max|w| / 127), so the
 correction matches what the file will hold. FSRCNN's image-carrying filters (one tap ~1, the rest
-~0.003) lose most of their small taps to rounding, which is exactly such a shift.
+~0.003) lose most of their small taps to rounding; much of that loss shows up as such a shift.
 
-Measured on FSRCNN x2 (shipped weights, simulated int8, Set5): 33.2 dB plain, 34.9 dB equalized,
-35.8 dB equalized and bias-corrected, against 36.8 dB in float.
+Measured on FSRCNN x2 (shipped weights, TFLite int8 at 64x64, Set5): 33.42 dB plain, 34.61 dB
+equalized, 35.68 dB equalized and bias-corrected, against 36.81 dB in float.
 """
 
 from __future__ import annotations
