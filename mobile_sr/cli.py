@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from .models import DEFAULT_MODEL
+
 EXIT_USAGE = 2
 
 
@@ -106,7 +108,7 @@ def _load(model: str, scale: int | None):
 
 
 @main.command("eval")
-@click.option("--model", "model_spec", default="fsrcnn", show_default=True,
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder, .pt checkpoint or .safetensors file; 'bicubic' for the baseline.")
 @click.option("--dataset", default="Set5", show_default=True)
 @click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
@@ -143,7 +145,7 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
 @main.command()
 @click.argument("src", type=click.Path(exists=False))
 @click.option("-o", "--output", "dst", required=True, type=click.Path(), help="Output image, or folder when SRC is one.")
-@click.option("--model", "model_spec", default="fsrcnn", show_default=True,
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder or checkpoint.")
 @click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--tile", type=int, default=256, show_default=True, help="LR tile side (0: whole image at once).")
@@ -261,7 +263,7 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
 @click.option("--int8", is_flag=True, help="int8 weights and activations, calibrated on real images.")
 @click.option("--fp16", is_flag=True, help="fp16 weights (Core ML exports fp16 anyway).")
 @click.option("--int8-io", is_flag=True, help="int8 with int8 input and output tensors too (TFLite; implies --int8).")
-@click.option("--model", "model_spec", default="fsrcnn", show_default=True,
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder or checkpoint (.pt/.safetensors).")
 @click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--input-size", default="256x256", show_default=True,
