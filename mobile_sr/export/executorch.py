@@ -60,7 +60,7 @@ def load(path: Path, threads: int = 1) -> Loaded:
 
     return Loaded(
         runtime=f"ExecuTorch {metadata.version('executorch')} (XNNPACK)",
-        inputs=[TensorInfo("x", list(meta_in.sizes()), "NCHW", "float32")],
+        inputs=[TensorInfo("input", list(meta_in.sizes()), "NCHW", "float32")],  # positional in a .pte
         outputs=[TensorInfo("output", list(meta_out.sizes()), "NCHW", "float32")],
         run=run,
     )
