@@ -199,7 +199,7 @@ def test_int8_loses_at_most_the_allowed_set5_psnr(exported, request):
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
             "FSRCNN carries the image itself through identity-like filters in every layer: per-channel int8 weights "
             "drop their small taps; even equalized and bias-corrected, post-training int8 loses ~1.1-1.3 dB Set5 "
-            "(docs/export.md)")))
+            "(README, Known limits)")))
     for key in [k for k in results if k[1] in ("int8", "int8io") and k[0] != "coreml"]:
         v = results[key].verification
         assert v.set5_fp32_psnr_db - v.set5_psnr_db <= INT8_MAX_LOSS_DB, key

@@ -3,7 +3,7 @@
 Binary runner: push the binary and the artifact to ``/data/local/tmp/mobile_sr/``, run the binary with
 thread, warm-up and run counts, parse its output, remove both.
 
-App runner, the contract the Android demo app implements (see docs/bench.md)::
+App runner, the contract the Android demo app implements (see the README, "The demo app's benchmark contract")::
 
     adb shell am start -W -S -n org.mobilesr.demo/.BenchmarkActivity \\
         --es model /data/local/tmp/mobile_sr/<artifact> --es backend xnnpack \\

@@ -55,14 +55,7 @@ def equalize(model: nn.Module, calib: torch.Tensor) -> nn.Module:
         r = out.detach().abs().amax(dim=(0, 2, 3))
         ranges[mod] = torch.maximum(ranges[mod], r) if mod in ranges else r
 
-    handles = [a.register_forward_hook(record) for a, _ in chains]
-    try:
-        with torch.no_grad():
-            for x in calib:
-                model(x[None])
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(model, calib, [a.register_forward_hook(record) for a, _ in chains])
     with torch.no_grad():
         for a, b in chains:
             r = ranges[a]
@@ -96,6 +89,17 @@ def _chains(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
     return chains
 
 
+def _run_hooked(model: nn.Module, calib: torch.Tensor, handles: list) -> None:
+    """Run every calibration image through ``model`` so the hooks record statistics, then remove them."""
+    try:
+        with torch.no_grad():
+            for x in calib:
+                model(x[None])
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def fake_quant_weight(w: torch.Tensor, axis: int) -> torch.Tensor:
     """``w`` rounded to the converters' int8 grid along output-channel ``axis``, back in float."""
     dims = [d for d in range(w.dim()) if d != axis]
@@ -116,14 +120,7 @@ def correct_bias(model: nn.Module, calib: torch.Tensor) -> None:
     def record(mod: nn.Module, inp: tuple) -> None:
         means[mod] = means.get(mod, 0) + inp[0].detach().mean(dim=(0, 2, 3)) / len(calib)
 
-    handles = [m.register_forward_pre_hook(record) for m in convs]
-    try:
-        with torch.no_grad():
-            for x in calib:
-                model(x[None])
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(model, calib, [m.register_forward_pre_hook(record) for m in convs])
     with torch.no_grad():
         for m in convs:
             if isinstance(m, nn.ConvTranspose2d):  # weight (in, out, kh, kw)

@@ -9,7 +9,7 @@ import java.io.File
 import kotlin.concurrent.thread
 
 /**
- * The benchmark contract `mobile-sr bench --runner app` drives (docs/bench.md):
+ * The benchmark contract `mobile-sr bench --runner app` drives (README, "The demo app's benchmark contract"):
  *
  *     adb shell am start -W -S -n org.mobilesr.demo/.BenchmarkActivity \
  *         --es model /data/local/tmp/mobile_sr/<artifact> --es backend xnnpack \
