@@ -10,7 +10,6 @@ Entries are keyed by name and written sorted, with no timestamps: bundling twice
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .export.sidecar import sidecar_path, validate
+from .export.sidecar import measure, sidecar_path, validate
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_SCHEMA_PATH = Path(__file__).resolve().parent / "models.schema.json"
@@ -60,14 +59,8 @@ def safe_name(name: str) -> str:
 
 
 def digest(path: Path) -> str:
-    """sha256 as the sidecar records it: the file, or a folder's sorted relative paths and contents."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    """sha256 exactly as the sidecar records it (one implementation: ``export.sidecar.measure``)."""
+    return measure(path)[1]
 
 
 def check(artifact: Path, app: str, force: bool = False) -> Item:

@@ -66,8 +66,6 @@ def _from_pil(im: Image.Image) -> LoadedImage:
         arr = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
         t = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
         return LoadedImage(t[:3].contiguous(), t[3:].contiguous(), False, False)
-    if mode in ("RGB;16", "RGB;16B", "RGBA;16B"):  # pragma: no cover - Pillow expands these itself
-        im = im.convert("RGB")
     # uint8 HWC -> float CHW in one copy: an 8K image must not hold several float copies at once.
     arr = np.array(im if im.mode == "RGB" else im.convert("RGB"))  # writable, as torch wants
     rgb = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32).div_(255.0)

@@ -35,7 +35,7 @@ def build(*, artifact: Path, fmt: str, precision: str, model: nn.Module, source:
           seconds: float, tools: dict[str, str], min_runtime: str | None, calib: CalibSet | None,
           size: tuple[int, int], verification: Verification, ops: OpsReport | None) -> dict[str, Any]:
     """The sidecar document of one artifact (plain JSON types only)."""
-    size_bytes, digest = _measure(artifact)
+    size_bytes, digest = measure(artifact)
     return {
         "schema_version": SCHEMA_VERSION,
         "artifact": {"file": artifact.name, "format": fmt, "precision": precision, "bytes": size_bytes,
@@ -79,7 +79,7 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def _measure(path: Path) -> tuple[int, str]:
+def measure(path: Path) -> tuple[int, str]:
     """Bytes and sha256 of a file, or of a folder (sorted relative paths and contents: .mlpackage)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
