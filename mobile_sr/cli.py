@@ -28,7 +28,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--model", "model_name", default="fsrcnn", show_default=True, help="Built-in architecture to train.")
+@click.option("--model", "model_name", default="fsrcnn", show_default=True,
+              help="Built-in architecture to train; ofa-sr trains the Once-for-All supernet (x2 and x4 at once).")
 @click.option("--scale", type=int, default=2, show_default=True)
 @click.option("--data", multiple=True, required=True, help="Folder of HR training images (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, weights, logs).")
@@ -49,11 +50,16 @@ def main() -> None:
 @click.option("--ckpt-every", type=int, default=500, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch intra-op threads per process.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
+@click.option("--phase-steps", default="6000,1500,1500,3000", show_default=True, metavar="FULL,KERNEL,DEPTH,EXPAND",
+              help="ofa-sr: steps of each progressive-shrinking phase (--steps is ignored).")
+@click.option("--shrink-lr", type=float, default=5e-4, show_default=True,
+              help="ofa-sr: peak LR of the kernel/depth/expand phases (--lr is the full phase's).")
+@click.option("--subnets", type=int, default=2, show_default=True, help="ofa-sr: sampled subnets per step.")
 @click.option("--no-progress", is_flag=True)
 def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int, patch: int,
           lr: float, tail_lr_scale: float, warmup: int, loss: str, init: str, init_from: str | None,
-          arch: tuple[str, ...], seed: int,
-          val_every: int, ckpt_every: int, threads: int | None, resume: bool, no_progress: bool) -> None:
+          arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
+          phase_steps: str, shrink_lr: float, subnets: int, no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP)."""
     import torch
 
@@ -63,6 +69,10 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
 
     if threads:
         torch.set_num_threads(threads)
+    if model_name == "ofa-sr":
+        _train_ofa(list(data), out, phase_steps, lr, shrink_lr, batch, patch, subnets, seed, val_every,
+                   ckpt_every, resume, no_progress)
+        return
     overrides = {}
     for item in arch:
         key, sep, value = item.partition("=")
@@ -77,6 +87,28 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
     except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
         fail(str(exc))
     click.echo(f"done: step {summary['step']}, best Set5 x{scale} PSNR {summary['best_val_psnr']:.2f} dB, "
+               f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'}")
+
+
+def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr: float, batch: int, patch: int,
+               subnets: int, seed: int, val_every: int, ckpt_every: int, resume: bool, no_progress: bool) -> None:
+    from .train.ofa import PHASES, OFATrainConfig, train_ofa
+
+    parts = phase_steps.split(",")
+    if len(parts) != len(PHASES) or not all(p.strip().isdigit() for p in parts):
+        fail(f"--phase-steps {phase_steps!r}: expected {len(PHASES)} integers ({','.join(PHASES)}), e.g. 6000,1500,1500,3000")
+    if patch % 4:
+        fail(f"--patch {patch}: ofa-sr trains x2 and x4, so the HR patch must be divisible by 4")
+    cfg = OFATrainConfig(data=data, out=out, steps=dict(zip(PHASES, map(int, parts), strict=True)),
+                         lr={p: (lr if p == "full" else shrink_lr) for p in PHASES}, batch=batch,
+                         lr_patch=patch // 2, subnets=subnets, seed=seed, val_every=val_every, ckpt_every=ckpt_every)
+    try:
+        summary = train_ofa(cfg, resume=resume, progress=not no_progress)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        fail(str(exc))
+    last = summary["history"][-1] if summary["history"] else {}
+    figs = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.startswith(("largest", "smallest")))
+    click.echo(f"done: step {summary['step']}, held-out PSNR {figs or 'not measured'}, "
                f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'}")
 
 

@@ -24,22 +24,58 @@ from .imresize import imresize, quantize
 MARGIN_LR = 4  # LR pixels cut off each side after downscaling: covers the x4 bicubic support (2 LR px)
 
 
+def split_paths(folders: list[str | Path], holdout_every: int = 0) -> tuple[list[Path], list[Path]]:
+    """(train, held out) image paths: with ``holdout_every=n`` every n-th image, in name order, is held out.
+
+    The held-out images are the validation split the OFA accuracy predictor is trained on: they are
+    never trained on and, unlike Set5/Set14, never used to report results.
+    """
+    paths: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"training data folder not found: {folder}")
+        paths += list_images(folder)
+    if not paths:
+        raise ValueError(f"no images found in {', '.join(map(str, folders))}")
+    if holdout_every < 0 or holdout_every == 1:
+        raise ValueError(f"holdout_every must be 0 (none) or >= 2, got {holdout_every}")
+    if not holdout_every:
+        return paths, []
+    return ([p for i, p in enumerate(paths) if i % holdout_every],
+            [p for i, p in enumerate(paths) if i % holdout_every == 0])
+
+
+def holdout_images(folders: list[str | Path], holdout_every: int, scale: int, size: int = 192) -> list[BenchmarkImage]:
+    """The held-out split as benchmark pairs: a centre ``size`` HR crop and its MATLAB-bicubic LR (8-bit)."""
+    if size % scale:
+        raise ValueError(f"crop size {size} must be divisible by the scale {scale}")
+    out = []
+    for p in split_paths(folders, holdout_every)[1]:
+        hr = read_rgb(p)
+        h, w = hr.shape[-2:]
+        if min(h, w) < size:
+            continue
+        top, left = (h - size) // 2, (w - size) // 2
+        hr = hr[:, top : top + size, left : left + size].contiguous()
+        lr = quantize(imresize(hr.double(), 1 / scale)).float()
+        out.append(BenchmarkImage(p.stem, lr, hr))
+    if not out:
+        raise ValueError(f"no held-out image is at least {size}x{size} px")
+    return out
+
+
 class TrainPatches:
     """Random (LR, HR) patch pairs from one or more folders of HR images."""
 
-    def __init__(self, folders: list[str | Path], scale: int, patch: int, min_size: int | None = None) -> None:
+    def __init__(self, folders: list[str | Path], scale: int, patch: int, min_size: int | None = None,
+                 holdout_every: int = 0) -> None:
+        """``holdout_every=n`` leaves out every n-th image (see :func:`split_paths`) for validation."""
         if patch % scale:
             raise ValueError(f"HR patch size {patch} must be divisible by the scale {scale}")
         self.scale, self.patch = scale, patch
         self.crop = patch + 2 * MARGIN_LR * scale
-        paths: list[Path] = []
-        for folder in folders:
-            folder = Path(folder)
-            if not folder.is_dir():
-                raise FileNotFoundError(f"training data folder not found: {folder}")
-            paths += list_images(folder)
-        if not paths:
-            raise ValueError(f"no images found in {', '.join(map(str, folders))}")
+        paths = split_paths(folders, holdout_every)[0]
         self.paths = paths
         self.images: list[torch.Tensor] = []
         for p in paths:
