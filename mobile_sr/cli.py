@@ -289,6 +289,76 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
         sys.exit(1)
 
 
+@main.command("search")
+@click.option("--scale", type=click.Choice(["2", "4"]), required=True, help="The subnet's scale (PixelShuffle stages).")
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), required=True,
+              help="Latency budget for one input of --input-size on --runtime/--device.")
+@click.option("--runtime", type=click.Choice(["tflite", "executorch", "onnx"]), default="tflite", show_default=True)
+@click.option("--device", type=click.Choice(["host", "adb"]), default="host", show_default=True,
+              help="Where latency is measured: this machine, or an Android device (needs --binary).")
+@click.option("--serial", default=None, help="adb device serial (default: $ANDROID_SERIAL, else the only device).")
+@click.option("--adb", "adb_path", default=None, help="adb executable (default: $ADB, else adb on PATH).")
+@click.option("--binary", "binaries", multiple=True, type=click.Path(dir_okay=False),
+              help="adb: TFLite benchmark_model or ExecuTorch executor_runner for the phone.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--input-size", default="256x256", show_default=True, help="LR input size the budget is for.")
+@click.option("--supernet", default="ofa-sr", show_default=True,
+              help="The shipped supernet, or a `train --model ofa-sr` run folder / checkpoint.")
+@click.option("--data", multiple=True, help="Training folders of a trained supernet (default: from its run config).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Where latency tables and subnet scores are cached (default: $MOBILE_SR_CACHE or ~/.cache/mobile-sr).")
+@click.option("-o", "--out", type=click.Path(), default=None,
+              help="Output folder (default: searched/ofa_x<scale>_<budget>ms_<runtime>).")
+@click.option("--no-progress", is_flag=True)
+def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial: str | None, adb_path: str | None,
+               binaries: tuple[str, ...], threads: int, input_size: str, supernet: str, data: tuple[str, ...],
+               seed: int, cache_dir: str | None, out: str | None, no_progress: bool) -> None:
+    """Cut the most accurate subnet that fits a latency budget out of the OFA supernet."""
+    from .bench.adb import AdbError
+    from .bench.artifact import BenchError, parse_size
+    from .bench.run import connect
+    from .models import ModelError
+    from .search.evolution import BudgetError
+    from .search.run import SearchError, search
+
+    if device == "host" and (serial or binaries):
+        fail("--serial and --binary apply to --device adb only")
+    if device == "adb" and not binaries:
+        fail("--device adb measures layers with the phone's benchmark binary: pass --binary PATH")
+    if device == "adb" and runtime == "onnx":
+        fail("--device adb runs tflite or executorch, not onnx")
+    try:
+        size = parse_size(input_size)
+    except BenchError as exc:
+        fail(str(exc))
+    out = out or f"searched/ofa_x{scale}_{latency_ms:g}ms_{runtime}"
+    try:
+        plan = connect(adb_path, None if device == "host" else serial, 600.0, "binary", [Path(b) for b in binaries],
+                       None, "xnnpack") if device == "adb" else None
+        rep = search(supernet_spec=supernet, scale=int(scale), budget_ms=latency_ms, runtime=runtime, plan=plan,
+                     threads=threads, size=size, out=Path(out), seed=seed, data=list(data) or None,
+                     cache_dir=Path(cache_dir) if cache_dir else None, progress=not no_progress,
+                     log=lambda m: click.echo(m, err=True))
+    except (SearchError, BudgetError, ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+    except AdbError as exc:
+        fail(str(exc), exc.code)
+    chk, pred = rep["latency_model_check"], rep["predictor"]
+    click.echo(f"latency model: Spearman {chk['spearman']:.3f}, mean error {chk['mean_abs_error_ms']:.2f} ms "
+               f"({100 * chk['mean_rel_error']:.1f}%) on {chk['n']} whole subnets")
+    click.echo(f"accuracy predictor: {pred['mae_db']:.3f} dB mean error on {pred['test']} held-out subnets "
+               f"(trained on {pred['train']})")
+    p, m = rep["predicted"], rep["measured"]
+    click.echo(f"subnet x{scale}: depth {rep['arch']['depth']}, kernels {rep['config']['kernels']}, "
+               f"hidden {rep['config']['hidden']}")
+    click.echo(f"  latency  predicted {p['latency_ms']:.2f} ms, measured {m['latency_ms']:.2f} ms "
+               f"(budget {latency_ms:g} ms, {runtime}, {size[0]}x{size[1]}, {threads} thread(s))")
+    held = f", measured {m['heldout_psnr']:.2f} dB" if m["heldout_psnr"] is not None else ""
+    click.echo(f"  held-out PSNR predicted {p['heldout_psnr']:.2f} dB{held}; Set5 {m['set5_psnr']:.2f} dB")
+    click.echo(f"-> {out}/model.safetensors (+ model.json, search.json)")
+
+
 @main.command("export")
 @click.option("--target", "targets", multiple=True, required=True, metavar="FORMAT",
               help="tflite, executorch, coreml, onnx, or all (repeatable or comma-separated).")

@@ -78,13 +78,48 @@ class LayerConfig:
 
 def export_layer(cfg: LayerConfig, runtime: str, folder: Path) -> Path:
     """The layer as a file in ``runtime``'s format, made by the export stage's converter (fp32)."""
+    return export_module(cfg.module(), (1, cfg.in_channels, cfg.height, cfg.width), runtime, folder / cfg.key)
+
+
+def export_module(module: nn.Module, shape: tuple[int, ...], runtime: str, stem: Path) -> Path:
+    """``module`` as ``stem`` + the runtime's suffix, made by the export stage's converter (fp32)."""
     from ..export import FORMATS
 
-    dest = folder / f"{cfg.key}{SUFFIX[runtime]}"
-    example = torch.rand(1, cfg.in_channels, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0))
+    dest = stem.with_name(stem.name + SUFFIX[runtime])
+    example = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        FORMATS[runtime].export(cfg.module(), example, "fp32", None, dest)
+        FORMATS[runtime].export(module.eval(), example, "fp32", None, dest)
     return dest
+
+
+def metric(runtime_plan: AdbPlan | None, threads: int) -> str:
+    """The figure a table keeps for lookups: on the host with one thread, the CPU time per run (it does not
+    move when other processes share the cores); otherwise the wall-clock median (or the tool's typical figure)."""
+    return "cpu_median_ms" if runtime_plan is None and threads == 1 else "typical_ms"
+
+
+def time_module(module: nn.Module, shape: tuple[int, ...], *, runtime: str, plan: AdbPlan | None = None,
+                threads: int = 1, warmup: int = 3, runs: int = 20) -> float:
+    """Latency (ms, the :func:`metric` figure) of a whole module in ``runtime`` on the host or ``plan``'s phone."""
+    if plan is None:
+        host.preload(runtime)
+    with tempfile.TemporaryDirectory(prefix="mobile_sr_module_") as tmp:
+        if runtime == "pytorch":
+            m = _host_time(runtime, None, shape, threads, warmup, runs, module.eval())
+        else:
+            path = export_module(module, shape, runtime, Path(tmp) / "model")
+            m = _measure_file(path, runtime, shape, plan, threads, warmup, runs)
+    return getattr(m.latency, metric(plan, threads))
+
+
+def _measure_file(path: Path, runtime: str, shape: tuple[int, ...], plan: AdbPlan | None, threads: int, warmup: int,
+                  runs: int):
+    if plan is None:
+        return _host_time(runtime, path, shape, threads, warmup, runs, None)
+    binary = pick_binary(plan.binaries, runtime)
+    if binary is None:
+        raise ValueError(f"no benchmark binary for {runtime} among {[b.name for b in plan.binaries]}")
+    return run_binary(plan.adb, path, runtime, binary, threads, warmup, runs)
 
 
 def measure_layers(configs: list[LayerConfig], *, runtime: str = "onnx", plan: AdbPlan | None = None,
@@ -109,19 +144,17 @@ def measure_layers(configs: list[LayerConfig], *, runtime: str = "onnx", plan: A
                 m = _host_time(runtime, None, shape, threads, warmup, runs, cfg.module())
             else:
                 path = export_layer(cfg, runtime, Path(tmp))
-                if plan is None:
-                    m = _host_time(runtime, path, shape, threads, warmup, runs, None)
-                else:
-                    assert binary is not None
-                    m = run_binary(plan.adb, path, runtime, binary, threads, warmup, runs)
+                m = _measure_file(path, runtime, shape, plan, threads, warmup, runs)
                 path.unlink()
             version = m.runtime_version
             lat = m.latency
             entries[cfg.key] = {"config": asdict(cfg), "macs": cfg.macs, "median_ms": _r(lat.median_ms),
-                                "min_ms": _r(lat.min_ms), "avg_ms": _r(lat.avg_ms), "typical_ms": _r(lat.typical_ms)}
+                                "min_ms": _r(lat.min_ms), "avg_ms": _r(lat.avg_ms), "typical_ms": _r(lat.typical_ms),
+                                "cpu_median_ms": _r(lat.cpu_median_ms)}
     return {"table_version": TABLE_VERSION, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "device": host_device() if plan is None else plan.adb.describe(), "runtime": runtime,
-            "runtime_version": version, "threads": threads, "warmup": warmup, "runs": runs, "entries": entries}
+            "runtime_version": version, "threads": threads, "warmup": warmup, "runs": runs,
+            "metric": metric(plan, threads), "entries": entries}
 
 
 def _host_time(runtime: str, path: Path | None, shape: tuple[int, ...], threads: int, warmup: int, runs: int,
@@ -136,11 +169,11 @@ def _r(x: float | None) -> float | None:
 
 
 def lookup(table: dict[str, Any], cfg: LayerConfig) -> float:
-    """Latency (ms) of ``cfg`` in ``table``: the median where measured, else the runner's typical figure."""
+    """Latency (ms) of ``cfg`` in ``table``, in the table's :func:`metric` (the median/typical figure by default)."""
     entry = table["entries"].get(cfg.key)
     if entry is None:
         raise KeyError(f"{cfg.key} is not in this latency table ({len(table['entries'])} entries); measure it first")
-    return entry["typical_ms"]
+    return entry[table.get("metric", "typical_ms")]
 
 
 def save_table(table: dict[str, Any], path: Path) -> None:

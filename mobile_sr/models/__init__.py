@@ -18,6 +18,7 @@ from torch import nn
 
 from .elsr import ELSR
 from .fsrcnn import FSRCNN
+from .ofa import OFASR, SCALES, WIDTH, OFASubnet, largest
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -35,7 +36,12 @@ MODELS: dict[str, ModelSpec] = {
     "fsrcnn-s": ModelSpec("fsrcnn-s", FSRCNN, "FSRCNN-s, the small setting d=32 s=5 m=1", {"d": 32, "s": 5, "m": 1}),
     # Width 16, not the paper's 6: at width 6 ELSR stays ~1.6 dB over bicubic at x2 (see README).
     "elsr": ModelSpec("elsr", ELSR, "ELSR layout (Xu et al. 2022) at width 16, PixelShuffle tail", {"width": 16}),
+    # One weights file serves both scales (weights/ofa-sr.safetensors); eval/export use its largest subnet.
+    "ofa-sr": ModelSpec("ofa-sr", OFASR, "Once-for-All SR supernet (x2+x4); eval/export: largest subnet",
+                        {"width": WIDTH}),
+    "ofa-subnet": ModelSpec("ofa-subnet", OFASubnet, "a static subnet cut from ofa-sr (mobile-sr search)", {}),
 }
+SUPERNET = "ofa-sr"
 
 # The default of upscale/eval/export: ELSR x2 is within 0.4 dB of FSRCNN at 28% of its MACs, and its int8
 # export loses < 0.15 dB, where FSRCNN's loses ~1.2 dB (docs in README, "Export for phones").
@@ -47,6 +53,8 @@ class ModelError(ValueError):
 
 
 def weights_path(name: str, scale: int) -> Path:
+    if name == SUPERNET:
+        return WEIGHTS_DIR / f"{name}.safetensors"
     return WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
 
 
@@ -57,6 +65,8 @@ def manifest(name: str, scale: int) -> dict | None:
 
 
 def shipped_scales(name: str) -> list[int]:
+    if name == SUPERNET:
+        return list(SCALES) if weights_path(name, 2).exists() else []
     return sorted(int(p.stem.rsplit("_x", 1)[1]) for p in WEIGHTS_DIR.glob(f"{name}_x*.safetensors"))
 
 
@@ -88,6 +98,8 @@ def load_model(spec: str | Path, scale: int | None = None) -> nn.Module:
     ``scale`` must match what a checkpoint was trained for; for a built-in name it picks the weights.
     """
     spec_str = str(spec)
+    if spec_str == SUPERNET:
+        return _largest_subnet(create_model(spec_str), scale or 2)
     if spec_str in MODELS:
         return create_model(spec_str, scale or 2)
     path = Path(spec_str)
@@ -119,14 +131,56 @@ def load_model(spec: str | Path, scale: int | None = None) -> nn.Module:
     name, ckpt_scale = meta.get("model"), int(meta.get("scale", 0))
     if name not in MODELS:
         raise ModelError(f"{path}: unknown model {name!r} in checkpoint metadata")
+    if name == SUPERNET:  # a supernet serves every scale: use its largest subnet at the one asked for
+        net = OFASR(**meta.get("config", {}))
+        _load_state(net, state, path, name)
+        return _largest_subnet(net, scale or 2)
     if scale is not None and scale != ckpt_scale:
         raise ModelError(f"{path} is a x{ckpt_scale} model, but --scale {scale} was asked for")
     model = create_model(name, ckpt_scale, pretrained=False, **meta.get("config", {}))
+    _load_state(model, state, path, name)
+    return model.eval()
+
+
+def _load_state(model: nn.Module, state: dict, path: Path, name: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit {name} ({str(exc).splitlines()[0]})") from None
-    return model.eval()
+
+
+def _largest_subnet(supernet: OFASR, scale: int) -> nn.Module:
+    if scale not in SCALES:
+        raise ModelError(f"the ofa-sr supernet serves x{' and x'.join(map(str, SCALES))}, not x{scale}")
+    net = supernet.get_subnet(largest(scale))
+    net.model_name = SUPERNET  # type: ignore[attr-defined]
+    return net
+
+
+def load_supernet(spec: str | Path = SUPERNET) -> OFASR:
+    """The OFA supernet itself (for search): the shipped one, a run folder, ``last.pt`` or ``.safetensors``."""
+    spec_str = str(spec)
+    if spec_str == SUPERNET:
+        return create_model(SUPERNET)  # type: ignore[return-value]
+    path = Path(spec_str)
+    if path.is_dir():
+        path = next((path / c for c in ("model.safetensors", "last.pt") if (path / c).exists()), path / "last.pt")
+    if not path.exists():
+        raise ModelError(f"{spec_str}: no supernet checkpoint there (train one with `mobile-sr train --model ofa-sr`)")
+    try:
+        if path.suffix == ".safetensors":
+            meta, state = json.loads(path.with_suffix(".json").read_text()), load_file(path)
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            meta, state = ckpt["meta"], ckpt["model"]
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if meta.get("model") != SUPERNET:
+        raise ModelError(f"{path}: a {meta.get('model')!r} checkpoint, not an ofa-sr supernet")
+    net = OFASR(**meta.get("config", {}))
+    _load_state(net, state, path, SUPERNET)
+    net.model_name = SUPERNET  # type: ignore[attr-defined]
+    return net.eval()
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""Accuracy predictor: a small MLP from the arch encoding to held-out PSNR, as in OFA.
+
+Its training data are sampled subnets scored on the held-out split of the training images
+(never Set5/Set14, which report results). Scoring a subnet takes a fraction of a second with the
+supernet, but the evolutionary search asks for thousands, so a predictor stands in for it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.datasets import BenchmarkImage
+from ..models.ofa import OFASR, Arch, largest, sample, smallest
+from ..train.evaluate import evaluate
+
+
+def collect(supernet: OFASR, val: dict[int, list[BenchmarkImage]], n: int, seed: int = 0,
+            progress: bool = False) -> list[dict]:
+    """Held-out PSNR of the largest, the smallest and ``n`` random subnets per scale (distinct archs)."""
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    for scale in sorted(val):
+        archs = {largest(scale).canonical(), smallest(scale)}
+        while len(archs) < n + 2:
+            archs.add(sample(rng, scale))
+        for arch in tqdm(sorted(archs, key=lambda a: str(a.to_dict())), desc=f"x{scale} subnets", leave=False,
+                         disable=None if progress else True):
+            rows.append({"arch": arch.to_dict(), "psnr": round(score(supernet, arch, val[scale]), 4)})
+    return rows
+
+
+@torch.no_grad()
+def score(supernet: OFASR, arch: Arch, images: list[BenchmarkImage]) -> float:
+    """Mean PSNR (Y, crop = scale) of ``arch`` on ``images``."""
+    previous = supernet.arch
+    supernet.eval()
+    supernet.set_active(arch)
+    try:
+        return evaluate(supernet, images, arch.scale, with_ssim=False).psnr
+    finally:
+        supernet.set_active(previous)
+
+
+class AccuracyPredictor(nn.Module):
+    """MLP: encoding -> 64 -> 64 -> PSNR (targets standardised with the training mean and std)."""
+
+    def __init__(self, features: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("std", torch.ones(()))
+
+    @torch.no_grad()
+    def predict(self, archs: list[Arch]) -> np.ndarray:
+        x = torch.tensor([a.encode() for a in archs], dtype=torch.float32)
+        return (self.net(x).squeeze(-1) * self.std + self.mean).double().numpy()
+
+
+def fit(rows: list[dict], seed: int = 0, epochs: int = 1500, lr: float = 3e-3) -> AccuracyPredictor:
+    """Train the predictor on ``rows`` ({"arch", "psnr"}), full batch, deterministically for ``seed``."""
+    archs = [Arch.from_dict(r["arch"]) for r in rows]
+    x = torch.tensor([a.encode() for a in archs], dtype=torch.float32)
+    y = torch.tensor([r["psnr"] for r in rows], dtype=torch.float32)
+    torch.manual_seed(seed)
+    model = AccuracyPredictor(x.shape[1])
+    model.mean.fill_(y.mean())
+    model.std.fill_(y.std().clamp_min(1e-3))
+    target = (y - model.mean) / model.std
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    for _ in range(epochs):
+        loss = (model.net(x).squeeze(-1) - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def holdout_error(rows: list[dict], seed: int = 0, fraction: float = 0.2) -> dict:
+    """Fit on (1 - fraction) of the subnets and report the error on the rest, per scale."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_test = max(1, int(len(rows) * fraction))
+    test, train = [rows[i] for i in order[:n_test]], [rows[i] for i in order[n_test:]]
+    model = fit(train, seed)
+    pred = model.predict([Arch.from_dict(r["arch"]) for r in test])
+    true = np.array([r["psnr"] for r in test])
+    err = pred - true
+    from .latency import spearman
+
+    report = {"train": len(train), "test": len(test), "mae_db": round(float(np.abs(err).mean()), 4),
+              "rmse_db": round(float(np.sqrt((err**2).mean())), 4)}
+    for scale in sorted({r["arch"]["scale"] for r in test}):
+        idx = [i for i, r in enumerate(test) if r["arch"]["scale"] == scale]
+        report[f"x{scale}"] = {"test": len(idx), "mae_db": round(float(np.abs(err[idx]).mean()), 4),
+                               "spearman": round(spearman(pred[idx], true[idx]), 4)}
+    return report

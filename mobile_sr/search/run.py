@@ -1,0 +1,172 @@
+"""``mobile-sr search``: specialize the supernet for a latency budget on one runtime and device.
+
+Steps, each cached so a second search on the same device is seconds:
+
+1. latency model: the layer table of the runtime/device plus per-scale overheads, checked against
+   whole subnets (rank correlation, mean error), cached under ``cache_dir``;
+2. accuracy predictor: held-out PSNR of sampled subnets (shipped for the built-in supernet,
+   measured and cached for a trained one), an MLP fitted on it, its held-out error reported;
+3. evolutionary search; the winner is cut out as a static subnet, measured (latency with the
+   same runtime, PSNR on the held-out split and Set5) and written to the output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from ..bench.report import atomic_write
+from ..bench.run import AdbPlan
+from ..data.datasets import holdout_images, load_benchmark
+from ..models import SUPERNET, WEIGHTS_DIR, load_supernet
+from ..models.ofa import OFASR, Arch
+from ..train.evaluate import evaluate
+from . import latency as lat
+from . import predictor as acc
+from .evolution import EvolutionConfig, evolve
+
+SHIPPED_ACCURACY = WEIGHTS_DIR / "ofa-sr.accuracy.json"
+ACCURACY_SUBNETS = 150  # per scale
+
+
+class SearchError(ValueError):
+    """A search input that cannot work (no data to score subnets, folder exists, ...)."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MOBILE_SR_CACHE", Path.home() / ".cache" / "mobile-sr"))
+
+
+def supernet_digest(net: OFASR) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def device_id(plan: AdbPlan | None) -> str:
+    if plan is None:
+        return "host-" + hashlib.sha256(f"{platform.node()}|{lat.host_cpu()}".encode()).hexdigest()[:8]
+    return "adb-" + plan.adb.serial
+
+
+def latency_model(supernet: OFASR, scale: int, size: tuple[int, int], *, runtime: str, plan: AdbPlan | None,
+                  threads: int, cache_dir: Path, check_n: int = 20, progress: bool = False,
+                  log=print) -> tuple[lat.LatencyModel, dict]:
+    """The cached (or freshly measured) latency model of ``scale`` and its check against whole subnets."""
+    path = cache_dir / f"latency_{runtime}_{device_id(plan)}_{size[0]}x{size[1]}_t{threads}_x{scale}.json"
+    if path.exists():
+        doc = json.loads(path.read_text())
+        return lat.LatencyModel.from_dict(doc["model"]), doc["check"]
+    log(f"measuring the {runtime} layer table on {device_id(plan)} (once; cached in {path})")
+    model = lat.build(supernet, *size, runtime=runtime, plan=plan, threads=threads, scales=(scale,), progress=progress)
+    log(f"checking it against {check_n} whole subnets")
+    check = lat.check(model, supernet, check_n, runtime=runtime, plan=plan, threads=threads, scales=(scale,))[str(scale)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"model": model.to_dict(), "check": check}, indent=1).encode()
+    atomic_write(path, lambda f: f.write(data))
+    return model, check
+
+
+def accuracy_rows(supernet: OFASR, spec: str, cache_dir: Path, data: list[str] | None, holdout_every: int,
+                  progress: bool = False, log=print) -> list[dict]:
+    """(arch, held-out PSNR) rows: shipped for the built-in supernet, else measured once and cached."""
+    if spec == SUPERNET and SHIPPED_ACCURACY.exists():
+        return json.loads(SHIPPED_ACCURACY.read_text())["subnets"]
+    path = cache_dir / f"accuracy_{supernet_digest(supernet)}.json"
+    if path.exists():
+        return json.loads(path.read_text())["subnets"]
+    if not data:
+        raise SearchError("scoring subnets needs the supernet's training images: pass --data (the held-out split "
+                          "of those folders is used, never Set5/Set14)")
+    val = held_out(data, holdout_every)
+    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(val[2])} held-out images (once; cached)")
+    rows = acc.collect(supernet, val, ACCURACY_SUBNETS, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = json.dumps({"supernet": supernet_digest(supernet), "data": data, "holdout_every": holdout_every,
+                      "subnets": rows}, indent=1).encode()
+    atomic_write(path, lambda f: f.write(doc))
+    return rows
+
+
+def held_out(data: list[str], holdout_every: int) -> dict[int, list]:
+    return {s: holdout_images(data, holdout_every, s) for s in (2, 4)}
+
+
+def run_config(spec: str) -> dict:
+    """The training config of a supernet run folder (for its data and held-out split), else {}."""
+    p = Path(spec)
+    cfg = (p if p.is_dir() else p.parent) / "config.json"
+    return json.loads(cfg.read_text()) if cfg.exists() else {}
+
+
+def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, plan: AdbPlan | None, threads: int,
+           size: tuple[int, int], out: Path, seed: int = 0, data: list[str] | None = None,
+           cache_dir: Path | None = None, evolution: EvolutionConfig | None = None, progress: bool = False,
+           log=print) -> dict:
+    """Run the whole specialization and write ``out``/{model.safetensors, model.json, search.json}."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SearchError(f"{out} exists and is not empty; choose another -o")
+    if not out.resolve().parent.is_dir():
+        raise SearchError(f"{out}: its folder does not exist")
+    cache_dir = cache_dir or default_cache_dir()
+    supernet = load_supernet(supernet_spec)
+    train_cfg = run_config(supernet_spec) if supernet_spec != SUPERNET else {}
+    data = data or train_cfg.get("data")
+    holdout_every = int(train_cfg.get("holdout_every", 10))
+
+    lat_model, lat_check = latency_model(supernet, scale, size, runtime=runtime, plan=plan, threads=threads,
+                                         cache_dir=cache_dir, progress=progress, log=log)
+    rows = accuracy_rows(supernet, supernet_spec, cache_dir, data, holdout_every, progress=progress, log=log)
+    pred_report = acc.holdout_error(rows, seed)
+    predictor = acc.fit(rows, seed)
+    arch, pred_psnr, pred_ms, history = evolve(scale, budget_ms, lat_model.predict, predictor.predict, seed,
+                                               evolution)
+
+    net = supernet.get_subnet(arch)
+    measured_ms = lat.measure_subnet(supernet, arch, *size, runtime=runtime, plan=plan, threads=threads, runs=20)
+    set5 = evaluate(net, load_benchmark("Set5", scale), scale, with_ssim=False).psnr
+    held = None
+    if data:
+        held = acc.score(supernet, arch, holdout_images(data, holdout_every, scale))
+    meta = {"model": "ofa-subnet", "scale": scale, "config": net.config(), "arch": arch.to_dict(),
+            "supernet": {"spec": supernet_spec, "digest": supernet_digest(supernet)},
+            "budget_ms": budget_ms, "runtime": runtime, "device": device_id(plan), "threads": threads,
+            "input_size": list(size), "seed": seed,
+            "predicted": {"latency_ms": round(pred_ms, 3), "heldout_psnr": round(float(pred_psnr), 3)},
+            "measured": {"latency_ms": round(measured_ms, 3), "heldout_psnr": None if held is None else round(held, 3),
+                         "set5_psnr": round(set5, 3)}}
+    report = {**meta, "latency_model_check": {k: v for k, v in lat_check.items() if k != "subnets"},
+              "latency_check_subnets": lat_check["subnets"], "predictor": pred_report,
+              "accuracy_subnets": len(rows), "evolution": asdict(evolution or EvolutionConfig()),
+              "best_per_generation": history}
+    _write(out, net, meta, report)
+    return report
+
+
+def _write(out: Path, net, meta: dict, report: dict) -> None:
+    """All three files into a staging folder beside ``out``, then one rename: no half-written result."""
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
+    try:
+        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(stage / "model.safetensors"))
+        (stage / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (stage / "search.json").write_text(json.dumps(report, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # checked empty above
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+__all__ = ["Arch", "SearchError", "search"]
