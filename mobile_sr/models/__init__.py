@@ -40,6 +40,10 @@ MODELS: dict[str, ModelSpec] = {
     "ofa-sr": ModelSpec("ofa-sr", OFASR, "Once-for-All SR supernet (x2+x4); eval/export: largest subnet",
                         {"width": WIDTH}),
     "ofa-subnet": ModelSpec("ofa-subnet", OFASubnet, "a static subnet cut from ofa-sr (mobile-sr search)", {}),
+    # Cut from the shipped supernet by `mobile-sr search` for host TFLite budgets (command in each manifest).
+    "ofa-s": ModelSpec("ofa-s", OFASubnet, "ofa-sr subnet, small budget (searched, host TFLite)", {}),
+    "ofa-m": ModelSpec("ofa-m", OFASubnet, "ofa-sr subnet, medium budget (searched, host TFLite)", {}),
+    "ofa-l": ModelSpec("ofa-l", OFASubnet, "ofa-sr subnet, large budget (searched, host TFLite)", {}),
 }
 SUPERNET = "ofa-sr"
 

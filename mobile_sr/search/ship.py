@@ -1,0 +1,131 @@
+"""Ship a trained OFA supernet and its specialized subnets as built-in models.
+
+    python -m mobile_sr.search.ship runs/ofa-cpu --data-root ../shared/datasets/benchmark \
+        --budgets 2:S,M,L --budgets 4:S,M,L [--runtime tflite --input-size 256x256]
+
+Writes ``models/weights/ofa-sr.safetensors`` (+ manifest with the training command and the
+held-out history), ``ofa-sr.accuracy.json`` (the scored subnets the accuracy predictor learns from,
+so a user's search needs no training data), and for each scale three subnets ``ofa-{s,m,l}_x<s>``
+found by :func:`..search.run.search` at the given budgets, each with a manifest recording the
+``mobile-sr search`` command, predicted and measured latency, and Set5/Set14 PSNR/SSIM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..bench.artifact import parse_size
+from ..models import WEIGHTS_DIR, load_model, load_supernet
+from ..models.ofa import largest
+from ..train.evaluate import evaluate_dataset
+from ..train.ofa import PHASES, OFATrainConfig
+from ..train.ship import _rel
+from ..train.trainer import write_weights
+from . import predictor as acc
+from .run import ACCURACY_SUBNETS, SHIPPED_ACCURACY, held_out, search
+
+SIZES = ("s", "m", "l")
+PROTOCOL = "Y (BT.601), crop = scale, 8-bit output; published MATLAB LR images"
+
+
+def train_command(cfg: dict) -> str:
+    """The ``mobile-sr train --model ofa-sr`` line of a run's config.json."""
+    d = asdict(OFATrainConfig(data=[], out=""))
+    flags = ["--model", "ofa-sr"]
+    for folder in cfg["data"]:
+        flags += ["--data", _rel(folder)]
+    flags += ["--out", _rel(cfg["out"]), "--phase-steps", ",".join(str(cfg["steps"][p]) for p in PHASES),
+              "--batch", str(cfg["batch"]), "--patch", str(2 * cfg["lr_patch"]), "--lr", str(cfg["lr"]["full"]),
+              "--shrink-lr", str(cfg["lr"]["kernel"])]
+    if cfg["subnets"] != d["subnets"]:
+        flags += ["--subnets", str(cfg["subnets"])]
+    flags += ["--val-every", str(cfg["val_every"])]
+    return "mobile-sr train " + shlex.join(flags)
+
+
+def scores(model, scale: int, data_root: Path) -> dict:
+    out = {}
+    for dataset in ("Set5", "Set14"):
+        res = evaluate_dataset(model, dataset, scale, data_root)
+        out[dataset] = {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4)}
+    return out
+
+
+def ship_supernet(run: Path, data_root: Path) -> dict:
+    cfg = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    net = load_supernet(run)
+    manifest = {
+        "model": "ofa-sr", "scales": [2, 4], "config": net.config(), "command": train_command(cfg),
+        "steps": summary["step"], "wall_minutes": round(summary["train_seconds"] / 60, 1),
+        "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out), MATLAB-bicubic LR",
+        "hardware": f"{platform.machine()} CPU, torch {torch.__version__}, 2 threads, shared with other jobs",
+        "eval_largest": {f"x{s}": scores(net.get_subnet(largest(s)), s, data_root) for s in (2, 4)},
+        "protocol": PROTOCOL, "validation_history": summary["history"],
+    }
+    write_weights(net, manifest, WEIGHTS_DIR / "ofa-sr.safetensors")
+    return manifest
+
+
+def ship_accuracy(run: Path) -> None:
+    cfg = json.loads((run / "config.json").read_text())
+    net = load_supernet(run)
+    rows = acc.collect(net, held_out(cfg["data"], cfg["holdout_every"]), ACCURACY_SUBNETS, progress=True)
+    SHIPPED_ACCURACY.write_text(json.dumps({"supernet": "ofa-sr", "holdout_every": cfg["holdout_every"],
+                                            "data": [_rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
+
+
+def ship_subnet(name: str, scale: int, budget: float, runtime: str, size: tuple[int, int], data_root: Path,
+                data: list[str], cache: Path | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "subnet"
+        rep = search(supernet_spec="ofa-sr", scale=scale, budget_ms=budget, runtime=runtime, plan=None, threads=1,
+                     size=size, out=out, data=data, cache_dir=cache)
+        model = load_model(out)
+        state = load_file(out / "model.safetensors")
+    cmd = (f"mobile-sr search --scale {scale} --latency-ms {budget:g} --runtime {runtime} --device host "
+           f"--input-size {size[0]}x{size[1]} -o {name}_x{scale}")
+    manifest = {"model": name, "scale": scale, "config": rep["config"], "arch": rep["arch"], "command": cmd,
+                "cut_from": "ofa-sr (no retraining)", "budget_ms": budget, "runtime": runtime,
+                "input_size": list(size), "predicted": rep["predicted"], "measured": rep["measured"],
+                "device": f"host: {platform.machine()}, 1 thread, CPU time per run",
+                "latency_model_check": rep["latency_model_check"], "predictor": rep["predictor"],
+                "eval": scores(model, scale, data_root), "protocol": PROTOCOL}
+    model.load_state_dict(state)
+    write_weights(model, manifest, WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
+    return manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--data-root", type=Path, required=True, help="folder with Set5/ and Set14/")
+    ap.add_argument("--budgets", action="append", default=[], metavar="SCALE:S,M,L", help="ms budgets per scale")
+    ap.add_argument("--runtime", default="tflite")
+    ap.add_argument("--input-size", default="256x256")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--skip-supernet", action="store_true", help="only (re)search the subnets")
+    a = ap.parse_args()
+    if not a.skip_supernet:
+        print(json.dumps(ship_supernet(a.run, a.data_root)["eval_largest"]))
+        ship_accuracy(a.run)
+    data = json.loads((a.run / "config.json").read_text())["data"]
+    for item in a.budgets:
+        scale, _, budgets = item.partition(":")
+        for name, budget in zip(SIZES, budgets.split(","), strict=True):
+            m = ship_subnet(f"ofa-{name}", int(scale), float(budget), a.runtime, parse_size(a.input_size),
+                            a.data_root, data, a.cache)
+            print(f"ofa-{name} x{scale}: {m['measured']} {m['eval']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""OFA supernet: elastic ops keep the function where they should, subnets equal the supernet, training resumes."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from mobile_sr.models import ModelError, load_model, load_supernet
+from mobile_sr.models.ofa import OFASR, Arch, OFASubnet, largest, sample, smallest
+from mobile_sr.models.ofa.layers import DynamicMBBlock
+from mobile_sr.models.ofa.ops import DynamicDepthwiseConv
+from mobile_sr.train.ofa import OFATrainConfig, archs_for_step
+
+from .test_train import DATA, _cli
+
+
+def _randomized(seed: int = 0) -> OFASR:
+    """A supernet with every weight random (the zero-initialised output convs too), in double precision."""
+    torch.manual_seed(seed)
+    net = OFASR().double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return net.eval()
+
+
+def test_kernel_transform_matrices_map_the_centre_of_the_larger_kernel():
+    op = DynamicDepthwiseConv(4, (3, 5, 7))
+    w7 = op.conv.weight.detach()
+    op.active_kernel = 5  # identity matrices at init: the 5x5 kernel is the centre of the 7x7 one
+    assert torch.equal(op.active_weight(4), w7[:, :, 1:6, 1:6])
+    with torch.no_grad():
+        op.transforms["7to5"].copy_(torch.randn(25, 25))
+        op.transforms["5to3"].copy_(torch.randn(9, 9))
+    op.active_kernel = 7
+    assert torch.equal(op.active_weight(4), w7), "the largest kernel never goes through a transform"
+    op.active_kernel = 5
+    k5 = (w7[:, 0, 1:6, 1:6].reshape(4, 25) @ op.transforms["7to5"].detach().T).reshape(4, 1, 5, 5)
+    assert torch.allclose(op.active_weight(4), k5, atol=1e-6)
+    op.active_kernel = 3
+    k3 = (k5[:, 0, 1:4, 1:4].reshape(4, 9) @ op.transforms["5to3"].detach().T).reshape(4, 1, 3, 3)
+    assert torch.allclose(op.active_weight(4), k3, atol=1e-5)
+    assert op.active_weight(2).shape == (2, 1, 3, 3)  # elastic channels: the first ones
+    x = torch.rand(1, 2, 9, 9)
+    ref = nn.functional.conv2d(x, k3[:2], op.conv.bias[:2], padding=1, groups=2)
+    assert torch.allclose(op(x), ref, atol=1e-5)
+
+
+def test_channel_sorting_keeps_the_full_block_and_puts_important_channels_first():
+    torch.manual_seed(0)
+    block = DynamicMBBlock(8, (2, 3, 4), (3, 5, 7)).double()
+    x = torch.rand(2, 8, 12, 12, dtype=torch.float64)
+    before = block(x)
+    importance = block.project.conv.weight.abs().sum(dim=(0, 2, 3))
+    block.sort_channels()
+    assert torch.allclose(block(x), before, atol=1e-12), "sorting changed the full block's function"
+    after = block.project.conv.weight.abs().sum(dim=(0, 2, 3))
+    assert torch.all(after[:-1] >= after[1:]), "importance is not descending"
+    block.set_active(2, 7)  # the narrow setting keeps exactly the 16 most important channels, in order
+    narrow = block.get_active_subnet()
+    assert narrow.expand.out_channels == 16
+    kept = narrow.project.weight.double().abs().sum(dim=(0, 2, 3))
+    assert torch.allclose(kept, torch.sort(importance, descending=True)[0][:16], atol=1e-6)
+
+
+def test_sorting_in_the_supernet_keeps_every_full_width_subnet():
+    net = _randomized(1)
+    x = torch.rand(1, 3, 10, 12, dtype=torch.float64)
+    archs = [Arch(s, (2, 3), (7, 5, 3, 3, 5, 7), (4,) * 6) for s in (2, 4)]
+    before = []
+    for a in archs:
+        net.set_active(a)
+        before.append(net(x))
+    net.sort_channels()
+    for a, ref in zip(archs, before, strict=True):
+        net.set_active(a)
+        assert torch.allclose(net(x), ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_subnets_equal_the_supernet_and_hold_no_elastic_op(scale):
+    net = _randomized(2).float()
+    rng = random.Random(scale)
+    x = torch.rand(2, 3, 17, 23)
+    for arch in [largest(scale), smallest(scale)] + [sample(rng, scale) for _ in range(8)]:
+        net.set_active(arch)
+        with torch.no_grad():
+            ref = net(x)
+            sub = net.get_subnet(arch)
+            out = sub(x)
+        assert out.shape == (2, 3, 17 * scale, 23 * scale)
+        assert (out - ref).abs().max().item() < 1e-5, arch
+        kinds = {type(m).__module__ for m in sub.modules()}
+        assert not any(k.endswith(".ops") for k in kinds), kinds
+        assert sub.config()["kernels"] == [arch.kernel[i] for i in arch.active_slots()]
+        rebuilt = OFASubnet(scale, **sub.config())
+        rebuilt.load_state_dict(sub.state_dict())  # the static module is rebuilt from its config alone
+    net.set_active(largest(scale))
+    net.get_subnet(smallest(scale))
+    assert net.arch == largest(scale), "get_subnet must not change the supernet's active arch"
+
+
+def test_arch_space_validates_and_encodes():
+    with pytest.raises(ValueError, match="scale"):
+        Arch(3, (1, 1), (3,) * 6, (2,) * 6)
+    with pytest.raises(ValueError, match="kernel"):
+        Arch(2, (1, 1), (4,) * 6, (2,) * 6)
+    with pytest.raises(ValueError, match="depth"):
+        Arch(2, (0, 1), (3,) * 6, (2,) * 6)
+    a = Arch(2, (1, 2), (7, 5, 5, 3, 7, 7), (4, 4, 4, 2, 3, 4))
+    assert a.active_slots() == [0, 3, 4]
+    assert a.canonical().encode() == a.encode()
+    assert a.canonical() == Arch(2, (1, 2), (7, 3, 3, 3, 7, 3), (4, 2, 2, 2, 3, 2))
+    assert len(a.encode()) == 2 + 6 * 6 and sum(a.encode()) == 1 + 2 * 3
+    assert Arch.from_dict(a.to_dict()) == a
+
+
+def test_progressive_shrinking_samples_each_phase_space():
+    cfg = OFATrainConfig(data=[], out="", steps={"full": 4, "kernel": 4, "depth": 4, "expand": 4}, subnets=3)
+    assert [cfg.phase_at(s)[0] for s in (0, 3, 4, 8, 12, 15, 99)] == ["full", "full", "kernel", "depth", "expand",
+                                                                    "expand", "expand"]
+    scale, archs = archs_for_step(cfg, 0)
+    assert archs == [largest(scale)]
+    _, k = archs_for_step(cfg, 5)
+    assert len(k) == 4 and all(a.depth == (3, 3) and set(a.expand) == {4} for a in k)
+    _, d = archs_for_step(cfg, 9)
+    assert all(set(a.expand[i] for i in a.active_slots()) == {4} for a in d)
+    assert d[1] == smallest(d[1].scale, kernels=(3, 5, 7), depths=(1, 2, 3), expands=(4,))
+    assert {archs_for_step(cfg, s)[0] for s in range(4)} == {2, 4}, "x2 and x4 alternate"
+    assert archs_for_step(cfg, 13) == archs_for_step(cfg, 13), "sampling is a function of (seed, step)"
+    long = OFATrainConfig(data=[], out="", steps={"full": 100, "kernel": 100, "depth": 100, "expand": 100})
+    assert long.lr_at(100) < long.lr_at(110) > long.lr_at(199), "each phase warms up and decays again"
+    assert long.lr_at(110) == pytest.approx(long.lr["kernel"])
+
+
+def _ofa_args(out, extra=()):
+    return ["train", "--model", "ofa-sr", "--data", DATA, "--out", str(out), "--phase-steps", "6,6,6,12",
+            "--batch", "2", "--patch", "32", "--val-every", "0", "--ckpt-every", "3", "--threads", "1",
+            "--no-progress", *extra]
+
+
+def test_ofa_training_resumes_bit_exact_after_kill(tmp_path):
+    """Killed mid-run and resumed (across the channel sort and the optimizer resets), it ends where an
+    uninterrupted run ends."""
+    ref = _cli(_ofa_args(tmp_path / "ref"))
+    run = _cli(_ofa_args(tmp_path / "run"))
+    ckpt = tmp_path / "run" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and run.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 9:
+            break
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    killed_at = torch.load(ckpt, weights_only=True)["step"]
+    assert 0 < killed_at < 30, f"not killed mid-training (step {killed_at})"
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert ref.wait(timeout=600) == 0, ref.stdout.read()
+    resumed = _cli(_ofa_args(tmp_path / "run", ("--resume",)))
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    net = load_supernet(tmp_path / "run")
+    assert isinstance(net, OFASR)
+    sub = load_model(tmp_path / "run", 4)  # eval/export of a supernet run: its largest subnet, static
+    assert isinstance(sub, OFASubnet) and sub.scale == 4
+    with pytest.raises(ModelError, match="x2 and x4"):
+        load_model(tmp_path / "run", 3)

@@ -1,0 +1,165 @@
+"""Specialization: the evolution respects the budget and is deterministic, the latency and accuracy models
+are scored honestly, and a searched subnet goes through eval and every export target."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mobile_sr.cli import main
+from mobile_sr.models import load_model
+from mobile_sr.models.ofa import OFASR, OFASubnet, largest, sample, smallest
+from mobile_sr.search import predictor, run
+from mobile_sr.search.evolution import BudgetError, EvolutionConfig, evolve
+from mobile_sr.search.latency import LatencyModel, all_layers, arch_layers, spearman
+from mobile_sr.train.trainer import write_weights
+
+from .conftest import REPO
+
+SET5_HR = REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR"
+
+
+def synthetic_latency(height: int = 64, width: int = 64) -> LatencyModel:
+    """A table where every layer costs 1 ms per GMAC plus 0.05 ms: a stand-in device, no measurement."""
+    entries = {layer.key: {"typical_ms": layer.macs / 1e6 + 0.05} for layer in all_layers(height, width)}
+    return LatencyModel({"metric": "typical_ms", "entries": entries}, height, width, {"2": 0.3, "4": 0.6})
+
+
+def toy_accuracy(archs):
+    """Bigger is better, with diminishing returns and a preference for k=5: something to optimise."""
+    out = []
+    for a in archs:
+        slots = a.active_slots()
+        out.append(30 + sum(np.log(a.expand[i]) + (0.3 if a.kernel[i] == 5 else 0.1 * a.kernel[i] / 7)
+                            for i in slots))
+    return np.array(out)
+
+
+FAST = EvolutionConfig(population=40, generations=12)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_search_respects_the_budget_and_beats_random_sampling(scale):
+    lat = synthetic_latency()
+    lo, hi = lat.predict(smallest(scale)), lat.predict(largest(scale))
+    budget = lo + 0.4 * (hi - lo)
+    arch, acc, ms, history = evolve(scale, budget, lat.predict, toy_accuracy, seed=3, cfg=FAST)
+    assert arch.scale == scale and ms <= budget and lat.predict(arch) == ms
+    assert history == sorted(history), "the best score never goes down"
+    rng = random.Random(0)
+    feasible = [a for a in (sample(rng, scale) for _ in range(3000)) if lat.predict(a) <= budget]
+    assert len(feasible) > 50
+    assert acc >= np.percentile(toy_accuracy(feasible), 99), "evolution did no better than random sampling"
+
+
+def test_search_is_deterministic_for_a_seed_and_refuses_impossible_budgets():
+    lat = synthetic_latency()
+    budget = lat.predict(smallest(2)) * 2
+    a = evolve(2, budget, lat.predict, toy_accuracy, seed=7, cfg=FAST)
+    b = evolve(2, budget, lat.predict, toy_accuracy, seed=7, cfg=FAST)
+    assert a == b
+    c = evolve(2, budget, lat.predict, toy_accuracy, seed=8, cfg=FAST)
+    assert c[2] <= budget
+    with pytest.raises(BudgetError, match="smallest is predicted"):
+        evolve(2, lat.predict(smallest(2)) * 0.9, lat.predict, toy_accuracy, seed=0, cfg=FAST)
+
+
+def test_layer_list_matches_the_subnet_convolutions():
+    net = OFASR()
+    for arch in (largest(4), smallest(2), sample(random.Random(1), 4)):
+        sub = net.get_subnet(arch)
+        convs = [m for m in sub.modules() if m.__class__.__name__ == "Conv2d"]
+        layers = arch_layers(arch, 16, 16)
+        # every learned conv, plus the fixed anchor conv(s) the upsampler runs as F.conv2d
+        assert len(layers) == len(convs) + arch.scale.bit_length() - 1
+        assert sorted(c.kernel_size[0] for c in convs) == sorted(x.kernel for x in layers if x.in_channels != 3
+                                                                 or x.out_channels != 12)
+
+
+def test_spearman_and_predictor_report_real_errors():
+    assert spearman(np.array([1, 2, 3, 4.0]), np.array([10, 20, 30, 40.0])) == pytest.approx(1.0)
+    assert spearman(np.array([1, 2, 3, 4.0]), np.array([4, 3, 2, 1.0])) == pytest.approx(-1.0)
+    rng = random.Random(0)
+    archs = {sample(rng, s) for s in (2, 4) for _ in range(150)}
+    rows = [{"arch": a.to_dict(), "psnr": float(toy_accuracy([a])[0]) - 3 * (a.scale == 4)} for a in archs]
+    rep = predictor.holdout_error(rows, seed=0)
+    assert rep["test"] >= 50 and rep["mae_db"] < 0.15 and rep["x2"]["spearman"] > 0.9
+    shuffled = [dict(r, psnr=p) for r, p in zip(rows, random.Random(1).sample([r["psnr"] for r in rows], len(rows)),
+                                                 strict=True)]
+    assert predictor.holdout_error(shuffled, seed=0)["x2"]["spearman"] < 0.5, "the error report must see noise"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A full ``mobile-sr search`` (ONNX Runtime, 32x32) on a random supernet with Set5 HR as its 'training'
+    folder, fewer scored subnets than the default to stay fast."""
+    tmp = tmp_path_factory.mktemp("search")
+    net = OFASR()
+    run_dir = tmp / "supernet"
+    run_dir.mkdir()
+    write_weights(net, {"model": "ofa-sr", "scale": 2, "config": net.config()}, run_dir / "model.safetensors")
+    (run_dir / "config.json").write_text(json.dumps({"data": [str(SET5_HR)], "holdout_every": 2}))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(run, "ACCURACY_SUBNETS", 12)
+    args = ["search", "--scale", "2", "--latency-ms", "1000", "--runtime", "onnx", "--input-size", "32x32",
+            "--supernet", str(run_dir), "--cache", str(tmp / "cache"), "-o", str(tmp / "out"), "--no-progress"]
+    try:
+        r = CliRunner().invoke(main, args)
+        again = CliRunner().invoke(main, [*args[:-2], str(tmp / "out2"), "--no-progress"])
+    finally:
+        mp.undo()
+    return tmp, r, again
+
+
+def test_search_cli_writes_a_loadable_subnet_with_its_figures(searched):
+    tmp, r, again = searched
+    assert r.exit_code == 0, r.output
+    assert "Spearman" in r.output and "held-out subnets" in r.output
+    meta = json.loads((tmp / "out" / "model.json").read_text())
+    assert meta["model"] == "ofa-subnet" and meta["measured"]["latency_ms"] > 0
+    assert meta["predicted"]["latency_ms"] <= 1000
+    report = json.loads((tmp / "out" / "search.json").read_text())
+    assert report["latency_model_check"]["n"] >= 20 and len(report["latency_check_subnets"]) >= 20
+    assert report["predictor"]["test"] >= 1
+    sub = load_model(tmp / "out")
+    assert isinstance(sub, OFASubnet) and sub.config() == meta["config"]
+    # the cache makes a second search skip every measurement, and the same seed gives the same subnet
+    assert again.exit_code == 0, again.output
+    assert "measuring" not in again.output and "scoring" not in again.output
+    assert json.loads((tmp / "out2" / "model.json").read_text())["arch"] == meta["arch"]
+
+
+def test_search_refuses_bad_input_without_writing(searched, tmp_path):
+    tmp = searched[0]
+
+    def search(*extra: str, supernet: str = str(tmp / "supernet")):
+        return CliRunner().invoke(main, ["search", "--scale", "2", "--runtime", "onnx", "--input-size", "32x32",
+                                         "--supernet", supernet, "--cache", str(tmp / "cache"), "--no-progress",
+                                         *extra])
+
+    r = search("--latency-ms", "0.0001", "-o", str(tmp_path / "x"))
+    assert r.exit_code == 2 and "smallest is predicted" in r.output, r.output
+    assert not (tmp_path / "x").exists()
+    r = search("--latency-ms", "1000", "-o", str(tmp / "out"))
+    assert r.exit_code == 2 and "not empty" in r.output
+    r = search("--latency-ms", "5", "-o", str(tmp_path / "y"), supernet=str(tmp_path))
+    assert r.exit_code == 2 and "no supernet checkpoint" in r.output
+    r = search("--latency-ms", "5", "--device", "adb")
+    assert r.exit_code == 2 and "--binary" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a refused search wrote something"
+
+
+def test_searched_subnet_evaluates_and_exports_to_every_target(searched, tmp_path):
+    tmp = searched[0]
+    r = CliRunner().invoke(main, ["eval", "--model", str(tmp / "out")])
+    assert r.exit_code == 0 and "Set5" in r.output, r.output
+    r = CliRunner().invoke(main, ["export", "--model", str(tmp / "out"), "--target", "all", "--input-size", "48x48",
+                                  "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    made = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json"))
+    assert made == ["ofa-subnet_x2_48x48_fp16.mlpackage", "ofa-subnet_x2_48x48_fp32.onnx",
+                    "ofa-subnet_x2_48x48_fp32.pte", "ofa-subnet_x2_48x48_fp32.tflite"], made
