@@ -110,7 +110,7 @@ def archs_for_step(cfg: OFATrainConfig, step: int) -> tuple[int, list[Arch]]:
     if phase == "full":
         return scale, [largest(scale)]
     space = phase_space(phase)
-    rng = random.Random(hash((cfg.seed, step, "arch")))
+    rng = random.Random(cfg.seed * 1_000_003 + step)  # ints only: str hashes are salted per process
     subs = [smallest(scale, **space)] + [sample(rng, scale, **space) for _ in range(cfg.subnets - 1)]
     return scale, [largest(scale), *subs]
 
@@ -155,20 +155,30 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     if resume:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         saved = ckpt["train_config"]
-        for key in ("steps", "batch", "lr_patch", "seed", "subnets", "width", "holdout_every"):
+        for key in ("batch", "lr_patch", "seed", "subnets", "width", "holdout_every"):
             if saved[key] != asdict(cfg)[key]:
                 raise ValueError(f"--resume: {key} differs from the checkpoint ({saved[key]!r} vs {asdict(cfg)[key]!r})")
+        # Phases not begun yet may be lengthened or shortened; the ones already run may not.
+        started = OFATrainConfig(**{**saved, "data": cfg.data, "out": cfg.out}).phase_at(ckpt["step"])[0]
+        for phase in PHASES[: PHASES.index(started) + 1]:
+            if int(saved["steps"][phase]) != int(cfg.steps[phase]) or saved["lr"][phase] != cfg.lr[phase]:
+                raise ValueError(f"--resume: the {phase} phase has begun; its steps and lr must stay "
+                                 f"{saved['steps'][phase]} and {saved['lr'][phase]}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["train_seconds"], ckpt["history"]
-    elif rank == 0:
+        for name, p in model.named_parameters():  # restore which gradients exist (zeroed, see the loop)
+            if name in ckpt.get("live_grads", []):
+                p.grad = torch.zeros_like(p)
+    if rank == 0:  # on resume too: the config of record is the one the run finishes with
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     meta = {"model": "ofa-sr", "scale": 2, "config": model.config()}
 
     def checkpoint() -> None:
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta},
+                     "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta,
+                     "live_grads": [n for n, p in model.named_parameters() if p.grad is not None]},
                     ckpt_path)
 
     total = cfg.total_steps
@@ -194,12 +204,16 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
             model.set_active(arch)
             sr = model(lr_img)
             loss = loss + (sr - hr_img).abs().mean() + cfg.distill * (sr - teacher.detach()).abs().mean()
+        # Zeroed, not None, as in OFA: parameters idle this step (the other scale's upsampler) keep their
+        # Adam momentum moving. The shipped supernet was trained this way; which parameters have a gradient
+        # at all is part of the checkpoint, so a resumed run steps exactly the same parameters.
         opt.zero_grad(set_to_none=False)
         loss.backward()
         if world > 1:
             for p in model.parameters():
-                dist.all_reduce(p.grad)
-                p.grad /= world
+                if p.grad is not None:  # None only before a parameter's first use: the same on every rank
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
         opt.step()
         step += 1
         now = time.perf_counter()
