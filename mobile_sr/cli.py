@@ -71,7 +71,7 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
         torch.set_num_threads(threads)
     if model_name == "ofa-sr":
         _train_ofa(list(data), out, phase_steps, lr, shrink_lr, batch, patch, subnets, seed, val_every,
-                   ckpt_every, resume, no_progress)
+                   ckpt_every, init_from, resume, no_progress)
         return
     overrides = {}
     for item in arch:
@@ -91,7 +91,9 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
 
 
 def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr: float, batch: int, patch: int,
-               subnets: int, seed: int, val_every: int, ckpt_every: int, resume: bool, no_progress: bool) -> None:
+               subnets: int, seed: int, val_every: int, ckpt_every: int, init_from: str | None, resume: bool,
+               no_progress: bool) -> None:
+    from .models import ModelError
     from .train.ofa import PHASES, OFATrainConfig, train_ofa
 
     parts = phase_steps.split(",")
@@ -101,10 +103,11 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
         fail(f"--patch {patch}: ofa-sr trains x2 and x4, so the HR patch must be divisible by 4")
     cfg = OFATrainConfig(data=data, out=out, steps=dict(zip(PHASES, map(int, parts), strict=True)),
                          lr={p: (lr if p == "full" else shrink_lr) for p in PHASES}, batch=batch,
-                         lr_patch=patch // 2, subnets=subnets, seed=seed, val_every=val_every, ckpt_every=ckpt_every)
+                         lr_patch=patch // 2, subnets=subnets, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+                         init_from=init_from)
     try:
         summary = train_ofa(cfg, resume=resume, progress=not no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
         fail(str(exc))
     last = summary["history"][-1] if summary["history"] else {}
     figs = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.startswith(("largest", "smallest")))
@@ -124,6 +127,7 @@ def models_cmd() -> None:
             prof = profile(create_model(name, scale, pretrained=False), scale)
             man = manifest(name, scale) or {}
             figs = man.get("eval", {})
+            figs = figs.get(f"x{scale}", figs)  # the supernet records its largest subnet per scale
             s5 = f"{figs['Set5']['psnr']:.2f}/{figs['Set5']['ssim']:.4f}" if "Set5" in figs else "untrained"
             s14 = f"{figs['Set14']['psnr']:.2f}/{figs['Set14']['ssim']:.4f}" if "Set14" in figs else "-"
             click.echo(f"{name:<10} {'x' + str(scale):>5} {prof.params:>8,} {prof.macs_per_output_pixel:>8,.0f} "

@@ -26,7 +26,8 @@ from mobile_sr.models import create_model, weights_path
 from mobile_sr.models.fsrcnn import init_bicubic
 
 SIZE = (64, 64)
-MODELS = ["fsrcnn", "elsr"]
+MODELS = ["fsrcnn", "elsr", "ofa-m"]
+OFA_INT8_MAX_LOSS_DB = 0.15  # the OFA issue's bound for the shipped subnets
 
 
 def test_model(name: str) -> torch.nn.Module:
@@ -37,10 +38,14 @@ def test_model(name: str) -> torch.nn.Module:
     model = create_model(name, 2, pretrained=False)
     if name == "fsrcnn":
         init_bicubic(model)
-    else:
+    elif name == "elsr":
         with torch.no_grad():
             model.up.weight.mul_(0.1)
             model.up.bias.zero_()
+    else:  # an OFA subnet: nearest-neighbour plus a small random residual, like ELSR's stand-in
+        with torch.no_grad():
+            model.upsampler.out.weight.mul_(0.1)
+            model.upsampler.out.bias.zero_()
     return model.eval()
 
 
@@ -202,7 +207,8 @@ def test_int8_loses_at_most_the_allowed_set5_psnr(exported, request):
             "(README, Known limits)")))
     for key in [k for k in results if k[1] in ("int8", "int8io") and k[0] != "coreml"]:
         v = results[key].verification
-        assert v.set5_fp32_psnr_db - v.set5_psnr_db <= INT8_MAX_LOSS_DB, key
+        bound = OFA_INT8_MAX_LOSS_DB if name.startswith("ofa") else INT8_MAX_LOSS_DB
+        assert v.set5_fp32_psnr_db - v.set5_psnr_db <= bound, key
         assert v.status == "passed", (key, v.problems)
 
 

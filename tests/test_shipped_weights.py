@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.models import create_model, manifest, shipped_scales
+from mobile_sr.models.ofa import Arch
 from mobile_sr.train.evaluate import evaluate
 
 # The floor to resolve the foundation issue (Set5, Set14), and ELSR's "bicubic + 2.5 dB" at x2.
@@ -36,3 +38,29 @@ def test_shipped_model_set14_floor(shared_benchmark, name, scale):
     res = evaluate(create_model(name, scale), load_benchmark("Set14", scale, shared_benchmark), scale, with_ssim=False)
     assert res.psnr >= FLOORS[(name, scale)][1]
     assert res.psnr == pytest.approx(manifest(name, scale)["eval"]["Set14"]["psnr"], abs=0.01)
+
+
+OFA_SUBNETS = [(n, s) for n in ("ofa-s", "ofa-m", "ofa-l") for s in (2, 4)]
+
+
+def test_the_supernet_and_three_subnets_per_scale_ship():
+    assert shipped_scales("ofa-sr") == [2, 4]
+    for name, scale in OFA_SUBNETS:
+        assert scale in shipped_scales(name), f"{name} x{scale} is missing from mobile_sr/models/weights"
+    man = manifest("ofa-sr", 2)
+    assert man["command"].startswith("mobile-sr train --model ofa-sr") and man["validation_history"]
+
+
+@pytest.mark.parametrize("name,scale", OFA_SUBNETS)
+def test_shipped_subnet_is_cut_from_the_supernet_and_matches_its_manifest(name, scale):
+    """No retraining: the shipped subnet's weights are exactly the supernet's, sliced for its arch."""
+    man = manifest(name, scale)
+    assert man["command"].startswith(f"mobile-sr search --scale {scale} --latency-ms")
+    assert man["measured"]["latency_ms"] > 0 and man["predicted"]["latency_ms"] <= man["budget_ms"]
+    sub = create_model(name, scale)
+    cut = create_model("ofa-sr").get_subnet(Arch.from_dict(man["arch"]))
+    assert sub.config() == cut.config()
+    for (k, a), b in zip(sub.state_dict().items(), cut.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    res = evaluate(sub, load_benchmark("Set5", scale), scale)
+    assert res.psnr == pytest.approx(man["eval"]["Set5"]["psnr"], abs=0.01)

@@ -195,6 +195,8 @@ class Profile:
 
 def profile(model: nn.Module, scale: int, size: int = 32) -> Profile:
     """Parameter count and multiply-accumulates per output pixel, counted from the real layers."""
+    if isinstance(model, OFASR):  # the supernet's figures are those of its largest subnet
+        model = model.get_subnet(largest(scale))
     macs = 0
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:

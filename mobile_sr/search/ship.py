@@ -69,7 +69,7 @@ def ship_supernet(run: Path, data_root: Path) -> dict:
         "steps": summary["step"], "wall_minutes": round(summary["train_seconds"] / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out), MATLAB-bicubic LR",
         "hardware": f"{platform.machine()} CPU, torch {torch.__version__}, 2 threads, shared with other jobs",
-        "eval_largest": {f"x{s}": scores(net.get_subnet(largest(s)), s, data_root) for s in (2, 4)},
+        "eval": {f"x{s}": scores(net.get_subnet(largest(s)), s, data_root) for s in (2, 4)},
         "protocol": PROTOCOL, "validation_history": summary["history"],
     }
     write_weights(net, manifest, WEIGHTS_DIR / "ofa-sr.safetensors")
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--skip-supernet", action="store_true", help="only (re)search the subnets")
     a = ap.parse_args()
     if not a.skip_supernet:
-        print(json.dumps(ship_supernet(a.run, a.data_root)["eval_largest"]))
+        print(json.dumps(ship_supernet(a.run, a.data_root)["eval"]))
         ship_accuracy(a.run)
     data = json.loads((a.run / "config.json").read_text())["data"]
     for item in a.budgets:

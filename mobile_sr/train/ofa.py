@@ -35,6 +35,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..data.datasets import TrainPatches, holdout_images
+from ..models import load_supernet
 from ..models.ofa import DEPTHS, EXPANDS, KERNELS, OFASR, SCALES, Arch, largest, sample, smallest
 from .evaluate import evaluate
 from .trainer import CHECKPOINT, atomic_save, write_weights
@@ -69,6 +70,7 @@ class OFATrainConfig:
     val_every: int = 1000
     ckpt_every: int = 250
     width: int = 24
+    init_from: str | None = None  # continue a trained supernet in new phases (e.g. a longer expand phase)
 
     def check(self) -> None:
         if set(self.steps) != set(PHASES) or set(self.lr) != set(PHASES):
@@ -150,6 +152,8 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     torch.manual_seed(cfg.seed)
     # channels_last: PyTorch's CPU depthwise backward is ~4x faster in it for 7x7 kernels.
     model = OFASR(width=cfg.width).to(memory_format=torch.channels_last)
+    if cfg.init_from and not resume:
+        model.load_state_dict(load_supernet(cfg.init_from).state_dict())
     opt = _optimizer(model)
     step, elapsed, history = 0, 0.0, []
     if resume:
@@ -187,7 +191,7 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     while step < total:
         phase, start = cfg.phase_at(step)
         if step == start:  # a new phase: its own optimizer, and the channel sort before the width phase
-            if phase == "expand":
+            if phase == "expand" and not cfg.init_from:  # a trained supernet is sorted already
                 model.sort_channels()
             opt = _optimizer(model)
         lr = cfg.lr_at(step)
