@@ -27,7 +27,7 @@ from ..bench.report import atomic_write
 from ..bench.run import AdbPlan
 from ..data.datasets import holdout_images, load_benchmark
 from ..models import SUPERNET, WEIGHTS_DIR, load_supernet
-from ..models.ofa import OFASR, Arch
+from ..models.ofa import OFASR
 from ..train.evaluate import evaluate
 from . import latency as lat
 from . import predictor as acc
@@ -168,5 +168,3 @@ def _write(out: Path, net, meta: dict, report: dict) -> None:
         shutil.rmtree(stage, ignore_errors=True)
         raise
 
-
-__all__ = ["Arch", "SearchError", "search"]

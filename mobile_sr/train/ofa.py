@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -38,7 +36,7 @@ from ..data.datasets import TrainPatches, holdout_images
 from ..models import load_supernet
 from ..models.ofa import DEPTHS, EXPANDS, KERNELS, OFASR, SCALES, Arch, largest, sample, smallest
 from .evaluate import evaluate
-from .trainer import CHECKPOINT, atomic_save, write_weights
+from .trainer import atomic_save, start_run, write_weights
 
 PHASES = ("full", "kernel", "depth", "expand")
 
@@ -135,17 +133,7 @@ def validate(model: OFASR, val: dict[int, list], archs: dict[str, Arch]) -> dict
 def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Run (or resume) progressive shrinking; writes ``last.pt``, ``model.safetensors`` and ``summary.json``."""
     cfg.check()
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    if cfg.batch % world:
-        raise ValueError(f"batch {cfg.batch} must be divisible by the number of processes ({world})")
-    out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it, or choose another --out")
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    world, rank, out, ckpt_path = start_run(cfg.out, cfg.batch, resume)
 
     data = {s: TrainPatches(cfg.data, s, cfg.lr_patch * s, holdout_every=cfg.holdout_every) for s in SCALES}
     val = {s: holdout_images(cfg.data, cfg.holdout_every, s) for s in SCALES} if rank == 0 and cfg.val_every else {}

@@ -120,21 +120,30 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return model
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train per ``cfg``; returns the final summary (step, best validation PSNR, paths)."""
-    cfg.check()
+def start_run(out_dir: str, batch: int, resume: bool) -> tuple[int, int, Path, Path]:
+    """(world size, rank, run folder, checkpoint path) of a run about to start, under torchrun or not.
+
+    Refuses to overwrite a run (``--resume`` continues it) and to resume one that has no checkpoint.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
-    if cfg.batch % world:
-        raise ValueError(f"batch {cfg.batch} must be divisible by the number of processes ({world})")
-    out = Path(cfg.out)
+    if batch % world:
+        raise ValueError(f"batch {batch} must be divisible by the number of processes ({world})")
+    out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it, or choose another --out")
     if resume and not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    return world, rank, out, ckpt_path
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train per ``cfg``; returns the final summary (step, best validation PSNR, paths)."""
+    cfg.check()
+    world, rank, out, ckpt_path = start_run(cfg.out, cfg.batch, resume)
 
     data = TrainPatches(cfg.data, cfg.scale, cfg.patch)
     val = load_benchmark(cfg.val_dataset, cfg.scale, cfg.val_root) if rank == 0 and cfg.val_every else []
