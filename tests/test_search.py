@@ -163,3 +163,26 @@ def test_searched_subnet_evaluates_and_exports_to_every_target(searched, tmp_pat
     made = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json"))
     assert made == ["ofa-subnet_x2_48x48_fp16.mlpackage", "ofa-subnet_x2_48x48_fp32.onnx",
                     "ofa-subnet_x2_48x48_fp32.pte", "ofa-subnet_x2_48x48_fp32.tflite"], made
+
+
+def test_ship_records_every_run_of_an_init_from_chain(tmp_path, monkeypatch):
+    """A supernet continued with --init-from ships with both commands, summed time and one step axis."""
+    from mobile_sr.search.ship import _history, run_chain, train_command
+    from mobile_sr.train.ofa import OFATrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    runs = [("runs/a", None, 0, 100), ("runs/b", "runs/a", 1, 50)]
+    for out, init, seed, steps in runs:
+        cfg = OFATrainConfig(data=["shared/T91"], out=out, seed=seed, init_from=init)
+        (tmp_path / out).mkdir(parents=True)
+        (tmp_path / out / "config.json").write_text(json.dumps(cfg.__dict__))
+        summary = {"step": steps, "train_seconds": 60.0, "history": [{"step": steps, "largest_x2": 31.0}]}
+        (tmp_path / out / "summary.json").write_text(json.dumps(summary))
+    chain = run_chain(tmp_path / "runs/b")
+    commands = [train_command(cfg) for cfg, _ in chain]
+    assert "--init-from" not in commands[0] and "--seed" not in commands[0]
+    assert commands[1].endswith("--seed 1 --init-from runs/a --val-every 1000")
+    assert [h["step"] for h in _history(chain)] == [100, 150]
+    (tmp_path / "runs/a/config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="runs/a"):
+        run_chain(tmp_path / "runs/b")

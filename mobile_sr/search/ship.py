@@ -48,8 +48,25 @@ def train_command(cfg: dict) -> str:
               "--shrink-lr", str(cfg["lr"]["kernel"])]
     if cfg["subnets"] != d["subnets"]:
         flags += ["--subnets", str(cfg["subnets"])]
+    if cfg["seed"] != d["seed"]:
+        flags += ["--seed", str(cfg["seed"])]
+    if cfg.get("init_from"):
+        flags += ["--init-from", _rel(cfg["init_from"])]
     flags += ["--val-every", str(cfg["val_every"])]
     return "mobile-sr train " + shlex.join(flags)
+
+
+def run_chain(run: Path) -> list[tuple[dict, dict]]:
+    """(config, summary) of a run and of every run it continued (``--init-from``), oldest first."""
+    chain = []
+    while True:
+        cfg = json.loads((run / "config.json").read_text())
+        chain.insert(0, (cfg, json.loads((run / "summary.json").read_text())))
+        if not cfg.get("init_from"):
+            return chain
+        run = Path(cfg["init_from"])  # as recorded: relative to where training ran, like --out
+        if not (run / "config.json").is_file():
+            raise FileNotFoundError(f"{run}: the run this one continued (--init-from) is needed for its record")
 
 
 def scores(model, scale: int, data_root: Path) -> dict:
@@ -60,17 +77,27 @@ def scores(model, scale: int, data_root: Path) -> dict:
     return out
 
 
+def _history(chain: list[tuple[dict, dict]]) -> list[dict]:
+    """Held-out history of all runs of the chain, with steps counted from the first run's start."""
+    out, offset = [], 0
+    for _, summary in chain:
+        out += [{**h, "step": h["step"] + offset} for h in summary["history"]]
+        offset += summary["step"]
+    return out
+
+
 def ship_supernet(run: Path, data_root: Path) -> dict:
-    cfg = json.loads((run / "config.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
+    chain = run_chain(run)
     net = load_supernet(run)
     manifest = {
-        "model": "ofa-sr", "scales": [2, 4], "config": net.config(), "command": train_command(cfg),
-        "steps": summary["step"], "wall_minutes": round(summary["train_seconds"] / 60, 1),
+        "model": "ofa-sr", "scales": [2, 4], "config": net.config(),
+        "command": [train_command(cfg) for cfg, _ in chain],
+        "steps": sum(s["step"] for _, s in chain),
+        "wall_minutes": round(sum(s["train_seconds"] for _, s in chain) / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out), MATLAB-bicubic LR",
         "hardware": f"{platform.machine()} CPU, torch {torch.__version__}, 2 threads, shared with other jobs",
         "eval": {f"x{s}": scores(net.get_subnet(largest(s)), s, data_root) for s in (2, 4)},
-        "protocol": PROTOCOL, "validation_history": summary["history"],
+        "protocol": PROTOCOL, "validation_history": _history(chain),
     }
     write_weights(net, manifest, WEIGHTS_DIR / "ofa-sr.safetensors")
     return manifest
