@@ -47,9 +47,10 @@ MODELS: dict[str, ModelSpec] = {
 }
 SUPERNET = "ofa-sr"
 
-# The default of upscale/eval/export: ELSR x2 is within 0.4 dB of FSRCNN at 28% of its MACs, and its int8
-# export loses < 0.15 dB, where FSRCNN's loses ~1.2 dB (docs in README, "Export for phones").
-DEFAULT_MODEL = "elsr"
+# The default of upscale/eval/export: the large searched subnet beats FSRCNN's Set5/Set14 PSNR at x2 and x4
+# at a third of its host LiteRT latency, and its int8 export loses < 0.15 dB where FSRCNN's loses ~1.2 dB
+# (README, "Once-for-All SR"). ELSR is the pick for the tightest budgets.
+DEFAULT_MODEL = "ofa-l"
 
 
 class ModelError(ValueError):
