@@ -1,8 +1,8 @@
 """PSNR against measured latency: OFA subnets searched for a sweep of budgets, with FSRCNN, ELSR and bicubic.
 
-    python benchmarks/pareto.py [--scales 2,4] [--budgets-2 8,12,16,20,30,45,70] [--budgets-4 ...]
+    python benchmarks/pareto.py [--scales 2,4] [--budgets-2 25,30,40,60,90,130,200] [--budgets-4 ...]
                                 [--runtime tflite] [--input-size 256x256] [--data-root ../shared/datasets/benchmark]
-                                [--json pareto.json] [--plot pareto.png]
+                                [--json benchmarks/pareto.json] [--plot benchmarks/pareto.png]
 
 Every point is measured the same way: the model is exported with the export stage's converter for
 ``--runtime`` and timed on this machine (1 thread; CPU time per run, which other processes on the
@@ -23,7 +23,7 @@ from mobile_sr.models import create_model, load_model
 from mobile_sr.search.run import search
 from mobile_sr.train.evaluate import bicubic, evaluate_dataset
 
-BUDGETS = {2: [8, 12, 16, 20, 30, 45, 70], 4: [25, 35, 50, 70, 100, 140]}
+BUDGETS = {2: [25, 30, 40, 60, 90, 130, 200], 4: [90, 100, 125, 150, 200, 250]}  # host LiteRT, 256x256
 
 
 def psnrs(model, scale: int, root: Path) -> dict:
@@ -38,8 +38,8 @@ def main() -> None:
     ap.add_argument("--runtime", default="tflite")
     ap.add_argument("--input-size", default="256x256")
     ap.add_argument("--data-root", type=Path, default=shared_benchmark_root())
-    ap.add_argument("--json", type=Path, default=Path("pareto.json"))
-    ap.add_argument("--plot", type=Path, default=Path("pareto.png"))
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "pareto.json")
+    ap.add_argument("--plot", type=Path, default=Path(__file__).parent / "pareto.png")
     a = ap.parse_args()
     h, w = (int(v) for v in a.input_size.split("x"))
     rows = []
