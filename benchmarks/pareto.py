@@ -82,7 +82,10 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+    timed = [r["latency_ms"] for r in rows if r.get("latency_ms")]
+    lo, hi = min(timed) * 0.8, max(timed) * 1.25
     scales = sorted({r["scale"] for r in rows})
     fig, axes = plt.subplots(2, len(scales), figsize=(5.5 * len(scales), 7), squeeze=False)
     for j, scale in enumerate(scales):
@@ -96,6 +99,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 if r["scale"] == scale and r["model"] == "bicubic":
                     ax.axhline(r[ds], color="gray", ls="--", label="bicubic")
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())  # plain ms, no crowded 10^x minor labels
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks([t for t in (10, 20, 50, 100, 200, 500, 1000) if lo <= t <= hi])
             ax.set_xlabel("measured latency, ms (log)")
             ax.set_ylabel(f"{ds} PSNR (dB)")
             ax.set_title(f"x{scale}, {ds}")
