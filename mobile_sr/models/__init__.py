@@ -48,7 +48,7 @@ MODELS: dict[str, ModelSpec] = {
 SUPERNET = "ofa-sr"
 
 # The default of upscale/eval/export: the large searched subnet beats FSRCNN's Set5/Set14 PSNR at x2 and x4
-# at a third of its host LiteRT latency, and its int8 export loses < 0.15 dB where FSRCNN's loses ~1.2 dB
+# at a third (x2) to a half (x4) of its host LiteRT latency, and its int8 export loses < 0.15 dB where FSRCNN's loses ~1.2 dB
 # (README, "Once-for-All SR"). ELSR is the pick for the tightest budgets.
 DEFAULT_MODEL = "ofa-l"
 
