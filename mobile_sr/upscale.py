@@ -15,7 +15,7 @@ from torch import nn
 
 from .data.images import LoadedImage, load_image, save_image
 from .data.imresize import imresize
-from .models.tiling import upscale_tiled
+from .inference import upscale_tiled
 
 
 @dataclass

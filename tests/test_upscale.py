@@ -14,8 +14,8 @@ from PIL import Image
 
 from mobile_sr.cli import main
 from mobile_sr.data.images import read_rgb
+from mobile_sr.inference import upscale_tiled
 from mobile_sr.models import create_model
-from mobile_sr.models.tiling import upscale_tiled
 from mobile_sr.train.trainer import write_weights
 
 from .conftest import REPO

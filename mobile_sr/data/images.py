@@ -8,13 +8,14 @@ at full precision and written back as 16-bit.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from ..core.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -110,14 +111,8 @@ def save_image(img: LoadedImage, path: str | os.PathLike) -> None:
     pil = to_pil(img)
     if path.suffix.lower() in (".jpg", ".jpeg") and pil.mode not in ("RGB", "L"):
         pil = pil.convert("RGB")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        pil.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    atomic_write(path, lambda f: pil.save(f, format=fmt))
 
 
 def read_rgb(path: str | os.PathLike) -> torch.Tensor:

@@ -15,43 +15,27 @@ image quality: lose at most ``INT8_MAX_LOSS_DB`` of Set5 PSNR against the fp32 P
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.datasets import load_benchmark
+from ..inference import OVERLAP, Upscale, at_fixed_size, upscale_tiled
 from ..metrics import psnr
-from ..models.tiling import upscale_tiled
 from .common import Loaded
 
 PARITY_MIN_DB = {"fp32": 50.0, "fp16": 40.0}
 INT8_MAX_LOSS_DB = 0.3
 STORED_WEIGHTS = {"fp32": ["float32"], "fp16": ["float16"], "int8": ["int8"], "int8io": ["int8"], "w8": ["int8"]}
-OVERLAP = 8  # LR pixels of context around each tile (upscale_tiled's default)
 MIN_SIDE = 2 * OVERLAP + 16  # smallest export side that leaves a useful tile core
-
-Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) -> (1, 3, h*s, w*s), float in [0, 1]
 
 
 def float_psnr(out: np.ndarray, ref: np.ndarray) -> float:
     """PSNR for signals in [0, 1]; identical arrays give 200 dB (a finite number JSON can hold)."""
     mse = float(np.mean((out.astype(np.float64) - ref.astype(np.float64)) ** 2))
     return 10 * math.log10(1.0 / max(mse, 1e-20))
-
-
-def at_fixed_size(fn: Upscale, h: int, w: int, scale: int) -> Upscale:
-    """Run ``fn`` (which only takes ``h`` x ``w``) on a smaller tile: pad by edge replication, crop back."""
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        th, tw = x.shape[-2:]
-        y = fn(F.pad(x, (0, w - tw, 0, h - th), mode="replicate") if (th, tw) != (h, w) else x)
-        return y[..., : th * scale, : tw * scale]
-
-    return run
 
 
 def tiled_set5(fn: Upscale, scale: int, h: int, w: int) -> tuple[float, list[torch.Tensor]]:

@@ -11,8 +11,8 @@ from torch import nn
 
 from ..data.datasets import BenchmarkImage, load_benchmark
 from ..data.imresize import imresize
+from ..inference import upscale_tiled
 from ..metrics import psnr, ssim
-from ..models.tiling import upscale_tiled
 
 
 @dataclass

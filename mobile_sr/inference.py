@@ -1,4 +1,8 @@
-"""Tiled inference: any image size with bounded memory, and the same result as one big pass.
+"""Tiled inference, the one way this package and its apps run a network over an image.
+
+- :func:`upscale_tiled`: any image size with bounded memory, and the same result as one big pass;
+- :func:`at_fixed_size`: a network that only takes one input shape (an exported artifact, a phone's
+  fixed tile) run on smaller tiles by edge padding, as the demo apps do.
 
 Tiles overlap by ``overlap`` LR pixels on each side; each tile's output is cropped to its own
 core before being pasted, so seams never see zero-padding. With an overlap at least the network's
@@ -10,6 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
+
+Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, C, h, w) -> (1, C, h*s, w*s), float in [0, 1]
+OVERLAP = 8  # LR pixels of context around each tile: covers every built-in network's receptive field
 
 
 def upscale_tiled(
@@ -17,7 +25,7 @@ def upscale_tiled(
     lr: torch.Tensor,
     scale: int,
     tile: int | None = None,
-    overlap: int = 8,
+    overlap: int = OVERLAP,
     on_tile: Callable[[], None] | None = None,
     out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
@@ -54,3 +62,19 @@ def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return x.to(dtype)
     peak = 65535.0 if dtype == torch.uint16 else 255.0
     return x.clamp(0, 1).mul(peak).round().to(dtype)
+
+
+def at_fixed_size(fn: Upscale, h: int, w: int, scale: int) -> Upscale:
+    """Run ``fn`` (which only takes ``h`` x ``w``) on a smaller tile: pad by edge replication, crop back."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        th, tw = x.shape[-2:]
+        y = fn(F.pad(x, (0, w - tw, 0, h - th), mode="replicate") if (th, tw) != (h, w) else x)
+        return y[..., : th * scale, : tw * scale]
+
+    return run
+
+
+def fixed_tile(h: int, w: int) -> int:
+    """The tile core that leaves ``OVERLAP`` of context inside an ``h`` x ``w`` fixed input."""
+    return min(h, w) - 2 * OVERLAP

@@ -1,0 +1,64 @@
+"""Files that are either there whole or not at all, and the checks that go before writing them.
+
+Every output of this package (images, JSON reports, checkpoints, weights, exported artifacts) is
+written to a temporary name beside its destination and renamed into place (``os.replace``, atomic
+on one file system), so a crash, a kill or a full disk leaves the old file or the new one, never a
+half-written file under the name a user asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None] | bytes, *, fsync: bool = False) -> None:
+    """Write ``write`` (bytes, or a function of the open binary file) to ``path`` through a temporary file.
+
+    The file gets the mode a plain ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600.
+    ``fsync`` flushes it to disk before the rename (checkpoints: a power cut keeps the old one or the new one).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(write, bytes):
+                f.write(write)
+            else:
+                write(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, text.encode())
+
+
+def sidecar_path(artifact: str | os.PathLike) -> Path:
+    """``<artifact>.json``: the file that describes an exported artifact (``model.tflite.json``)."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def check_writable_dir(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """Raise OSError with one plain line unless files can be created in ``folder`` (checked before long work)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: the {what} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{folder}: the {what} is not writable")
