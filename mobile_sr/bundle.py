@@ -11,14 +11,15 @@ Entries are keyed by name and written sorted, with no timestamps: bundling twice
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .export.sidecar import measure, sidecar_path, validate
+from .core.files import atomic_write_text, place, sidecar_path, staging
+from .core.schema import load_schema, validate
+from .export.sidecar import SCHEMA_PATH as SIDECAR_SCHEMA
+from .export.sidecar import measure
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_SCHEMA_PATH = Path(__file__).resolve().parent / "models.schema.json"
@@ -75,7 +76,7 @@ def check(artifact: Path, app: str, force: bool = False) -> Item:
         doc = json.loads(side.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError(f"{name}: sidecar {side.name} is not JSON: {exc}") from None
-    errors = validate(doc)
+    errors = validate(doc, SIDECAR_SCHEMA)
     if errors:
         raise BundleError(f"{name}: sidecar {side.name} does not match sidecar.schema.json: {errors[0]}")
     fmt = doc["artifact"]["format"]
@@ -128,14 +129,14 @@ def read_index(folder: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except ValueError as exc:
         raise BundleError(f"{path} is not JSON ({exc}); fix or delete it") from None
-    errors = validate(doc, load_models_schema())
+    errors = validate(doc, MODELS_SCHEMA_PATH)
     if errors:
         raise BundleError(f"{path} does not match models.schema.json: {errors[0]}; fix or delete it")
     return doc
 
 
 def load_models_schema() -> dict[str, Any]:
-    return json.loads(MODELS_SCHEMA_PATH.read_text())
+    return load_schema(MODELS_SCHEMA_PATH)
 
 
 def bundle(artifacts: list[Path], app: str, app_dir: Path | None = None, default: str | None = None,
@@ -170,30 +171,14 @@ def bundle(artifacts: list[Path], app: str, app_dir: Path | None = None, default
 
 def _install(items: list[Item], folder: Path, index: dict[str, Any]) -> None:
     """Stage every file inside ``folder``, then rename into place; the index last, also by rename."""
-    stage = Path(tempfile.mkdtemp(prefix=".bundle-", dir=folder))
-    try:
+    with staging(folder, "bundle") as stage:
         for item in items:
             for src in (item.artifact, item.sidecar):
                 if src.is_dir():
                     shutil.copytree(src, stage / src.name)
                 else:
                     shutil.copy2(src, stage / src.name)
-        (stage / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
         for item in items:
             for src in (item.artifact, item.sidecar):
-                _replace(stage / src.name, folder / src.name)
-        os.replace(stage / INDEX_NAME, folder / INDEX_NAME)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _replace(src: Path, dst: Path) -> None:
-    """Rename ``src`` onto ``dst``; a folder (.mlpackage) is swapped with the old one, then the old removed."""
-    if src.is_dir() and dst.exists():
-        old = dst.with_name(f".old-{dst.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+                place(stage / src.name, folder / src.name)
+    atomic_write_text(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n")

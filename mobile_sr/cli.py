@@ -27,18 +27,27 @@ def main() -> None:
     """Train, evaluate and run small super-resolution models for phones."""
 
 
+# Which `train` options belong to which trainer: giving one to the other trainer is an error, never ignored.
+PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch")
+OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
+
+
 @main.command()
 @click.option("--model", "model_name", default="fsrcnn", show_default=True,
               help="Built-in architecture to train; ofa-sr trains the Once-for-All supernet (x2 and x4 at once).")
-@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--scale", type=click.IntRange(min=1), default=2, show_default=True, help="Not for ofa-sr (x2 and x4).")
 @click.option("--data", multiple=True, required=True, help="Folder of HR training images (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, weights, logs).")
-@click.option("--steps", type=int, default=100_000, show_default=True)
-@click.option("--batch", type=int, default=32, show_default=True, help="Global batch (split across torchrun ranks).")
-@click.option("--patch", type=int, default=64, show_default=True, help="HR patch side in pixels.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Not for ofa-sr (see --phase-steps).")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Global batch (split across torchrun ranks).")
+@click.option("--patch", type=click.IntRange(min=1), default=64, show_default=True, help="HR patch side in pixels.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Peak learning rate (ofa-sr: of the full phase).")
 @click.option("--tail-lr-scale", type=float, default=0.1, show_default=True, help="LR multiplier of the upsampling layer.")
-@click.option("--warmup", type=int, default=500, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Warm-up steps  [default: 500; ofa-sr: 200 per phase, at most a tenth of it]")
 @click.option("--loss", type=click.Choice(["l1", "charbonnier"]), default="l1", show_default=True)
 @click.option("--init", "init", type=click.Choice(["paper", "bicubic"]), default="paper", show_default=True,
               help="bicubic: start FSRCNN as bicubic upscaling (converges much faster).")
@@ -46,18 +55,21 @@ def main() -> None:
 @click.option("--arch", multiple=True, metavar="KEY=INT",
               help="Override an architecture setting, e.g. --arch width=16 (ELSR) or --arch d=32 (FSRCNN).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-every", type=int, default=1000, show_default=True, help="Steps between Set5 validations (0: never).")
-@click.option("--ckpt-every", type=int, default=500, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch intra-op threads per process.")
+@click.option("--val-every", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Steps between validations (0: never).")
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads per process.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left off.")
 @click.option("--phase-steps", default="6000,1500,1500,3000", show_default=True, metavar="FULL,KERNEL,DEPTH,EXPAND",
-              help="ofa-sr: steps of each progressive-shrinking phase (--steps is ignored).")
-@click.option("--shrink-lr", type=float, default=5e-4, show_default=True,
-              help="ofa-sr: peak LR of the kernel/depth/expand phases (--lr is the full phase's).")
-@click.option("--subnets", type=int, default=2, show_default=True, help="ofa-sr: sampled subnets per step.")
+              help="ofa-sr only: steps of each progressive-shrinking phase.")
+@click.option("--shrink-lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True,
+              help="ofa-sr only: peak LR of the kernel/depth/expand phases.")
+@click.option("--subnets", type=click.IntRange(min=1), default=2, show_default=True,
+              help="ofa-sr only: sampled subnets per step.")
 @click.option("--no-progress", is_flag=True)
-def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int, patch: int,
-          lr: float, tail_lr_scale: float, warmup: int, loss: str, init: str, init_from: str | None,
+@click.pass_context
+def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
+          patch: int, lr: float, tail_lr_scale: float, warmup: int | None, loss: str, init: str, init_from: str | None,
           arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
           phase_steps: str, shrink_lr: float, subnets: int, no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP)."""
@@ -67,10 +79,17 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
     from .train.trainer import TrainConfig
     from .train.trainer import train as run_train
 
+    ofa = model_name == "ofa-sr"
+    given = [name for name in (PLAIN_ONLY if ofa else OFA_ONLY)
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        fail(f"{flags}: not an option of {'the ofa-sr trainer' if ofa else model_name} "
+             f"({'ofa-sr trains x2 and x4 in --phase-steps' if ofa else 'those options are for --model ofa-sr'})")
     if threads:
         torch.set_num_threads(threads)
-    if model_name == "ofa-sr":
-        _train_ofa(list(data), out, phase_steps, lr, shrink_lr, batch, patch, subnets, seed, val_every,
+    if ofa:
+        _train_ofa(list(data), out, phase_steps, lr, shrink_lr, warmup, batch, patch, subnets, seed, val_every,
                    ckpt_every, init_from, resume, no_progress)
         return
     overrides = {}
@@ -80,8 +99,9 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
             fail(f"--arch {item!r}: expected KEY=INT, e.g. --arch width=16")
         overrides[key.strip()] = int(value)
     cfg = TrainConfig(model=model_name, scale=scale, data=list(data), out=out, steps=steps, batch=batch, patch=patch,
-                      lr=lr, tail_lr_scale=tail_lr_scale, warmup=warmup, loss=loss, seed=seed, init=init,
-                      init_from=init_from, val_every=val_every, ckpt_every=ckpt_every, config=overrides)
+                      lr=lr, tail_lr_scale=tail_lr_scale, warmup=500 if warmup is None else warmup, loss=loss,
+                      seed=seed, init=init, init_from=init_from, val_every=val_every, ckpt_every=ckpt_every,
+                      config=overrides)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
     except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
@@ -90,9 +110,9 @@ def train(model_name: str, scale: int, data: tuple[str, ...], out: str, steps: i
                f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'}")
 
 
-def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr: float, batch: int, patch: int,
-               subnets: int, seed: int, val_every: int, ckpt_every: int, init_from: str | None, resume: bool,
-               no_progress: bool) -> None:
+def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr: float, warmup: int | None,
+               batch: int, patch: int, subnets: int, seed: int, val_every: int, ckpt_every: int,
+               init_from: str | None, resume: bool, no_progress: bool) -> None:
     from .models import ModelError
     from .train.ofa import PHASES, OFATrainConfig, train_ofa
 
@@ -101,10 +121,11 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
         fail(f"--phase-steps {phase_steps!r}: expected {len(PHASES)} integers ({','.join(PHASES)}), e.g. 6000,1500,1500,3000")
     if patch % 4:
         fail(f"--patch {patch}: ofa-sr trains x2 and x4, so the HR patch must be divisible by 4")
+    extra = {} if warmup is None else {"warmup": warmup}
     cfg = OFATrainConfig(data=data, out=out, steps=dict(zip(PHASES, map(int, parts), strict=True)),
                          lr={p: (lr if p == "full" else shrink_lr) for p in PHASES}, batch=batch,
                          lr_patch=patch // 2, subnets=subnets, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
-                         init_from=init_from)
+                         init_from=init_from, **extra)
     try:
         summary = train_ofa(cfg, resume=resume, progress=not no_progress)
     except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
@@ -117,65 +138,114 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
 
 @main.command("models")
 def models_cmd() -> None:
-    """List built-in models: scales with shipped weights, size, cost and Set5/Set14 PSNR."""
-    from .models import MODELS, create_model, manifest, profile, shipped_scales
+    """List built-in models: role, scales with shipped weights, size, cost and Set5/Set14 PSNR."""
+    from .models import MODELS, create_model
+    from .models.deploy import deploy_module, profile
 
-    click.echo(f"{'model':<10} {'scale':>5} {'params':>8} {'MACs/px':>8} {'Set5':>13} {'Set14':>13}  description")
+    click.echo(f"{'model':<10} {'role':<10} {'scale':>5} {'params':>8} {'MACs/px':>8} {'Set5':>13} {'Set14':>13}  "
+               "description")
     for name, spec in MODELS.items():
-        shipped = shipped_scales(name)
+        if spec.role != "upscaler":  # no fixed cost or figures of their own: listed by what they are
+            click.echo(f"{name:<10} {spec.role:<10} {'-':>5} {'-':>8} {'-':>8} {'-':>13} {'-':>13}  {spec.description}")
+            continue
+        shipped = spec.shipped_scales()
         for scale in shipped or [2]:  # shipped models are profiled in their shipped config (OFA subnets differ)
-            prof = profile(create_model(name, scale, pretrained=bool(shipped)), scale)
-            man = manifest(name, scale) or {}
-            figs = man.get("eval", {})
+            prof = profile(deploy_module(create_model(name, scale, pretrained=bool(shipped))), scale)
+            figs = (spec.manifest(scale) or {}).get("eval", {})
             figs = figs.get(f"x{scale}", figs)  # the supernet records its largest subnet per scale
             s5 = f"{figs['Set5']['psnr']:.2f}/{figs['Set5']['ssim']:.4f}" if "Set5" in figs else "untrained"
             s14 = f"{figs['Set14']['psnr']:.2f}/{figs['Set14']['ssim']:.4f}" if "Set14" in figs else "-"
-            click.echo(f"{name:<10} {'x' + str(scale):>5} {prof.params:>8,} {prof.macs_per_output_pixel:>8,.0f} "
-                       f"{s5:>13} {s14:>13}  {spec.description}")
+            click.echo(f"{name:<10} {spec.role:<10} {'x' + str(scale):>5} {prof.params:>8,} "
+                       f"{prof.macs_per_output_pixel:>8,.0f} {s5:>13} {s14:>13}  {spec.description}")
 
 
 def _load(model: str, scale: int | None):
+    """The deployed model a command runs (``deploy`` is the one step between training and every consumer)."""
     from .models import ModelError, load_model
+    from .models.deploy import deploy
 
     try:
-        return load_model(model, scale)
+        return deploy(load_model(model, scale))
     except ModelError as exc:
         fail(str(exc))
+
+
+def _write_json(doc: dict, path: str) -> None:
+    """``--json`` output: atomic, and an OS error (read-only folder, full disk) is one line."""
+    import json
+
+    from .core.files import atomic_write_text
+
+    try:
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    except OSError as exc:
+        fail(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def _check_out_file(path: str | None, option: str) -> None:
+    """Before any work: the folder of an output file must exist and be writable."""
+    from .core.files import check_writable_dir
+
+    if path:
+        try:
+            check_writable_dir(Path(path).resolve().parent, f"folder of {option} {path}")
+        except OSError as exc:
+            fail(str(exc))
 
 
 @main.command("eval")
 @click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder, .pt checkpoint or .safetensors file; 'bicubic' for the baseline.")
 @click.option("--dataset", default="Set5", show_default=True)
-@click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--scale", type=click.IntRange(min=1), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder holding <dataset>/x<scale>/{HR,LR}; default: the Set5 copy inside the package.")
-@click.option("--tile", type=int, default=None, help="Run tiled with this LR tile size.")
+@click.option("--downscaler", default=None,
+              help="Make the LR from HR with this downscaler (e.g. bicubic) instead of reading the published LR.")
+@click.option("--codec", default=None, metavar="jpeg:Q", help="Compress the LR on its way to the upscaler.")
+@click.option("--tile", type=click.IntRange(min=1), default=None, help="Run tiled with this LR tile size.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the scores here.")
-def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | None, tile: int | None,
-             json_out: str | None) -> None:
-    """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables)."""
-    import json
+def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | None, downscaler: str | None,
+             codec: str | None, tile: int | None, json_out: str | None) -> None:
+    """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables) of a pipeline:
+    LR (published file, or --downscaler + 8-bit rounding) -> [--codec] -> the model."""
+    from dataclasses import replace
 
-    from .train.evaluate import bicubic, evaluate_dataset
+    from .evaluation import bicubic_pipeline, evaluate_dataset, parse_codec, pipeline_for
+    from .models import ModelError
 
-    if model_spec == "bicubic":
-        scale = scale or 2
-        fn, label = (lambda x: bicubic(x, scale)), "bicubic"
-    else:
-        fn, label = _load(model_spec, scale), model_spec
-        scale = fn.scale
+    _check_out_file(json_out, "--json")
     try:
-        res = evaluate_dataset(fn, dataset, scale, data_root, model=label, tile=tile)
+        comp = parse_codec(codec)
+    except ValueError as exc:
+        fail(str(exc))
+    if model_spec == "bicubic":
+        pipe, label = bicubic_pipeline(scale or 2), "bicubic"
+        if downscaler is not None:
+            fail("--downscaler needs a model to upscale with; 'bicubic' is the published-LR baseline")
+        pipe = replace(pipe, codec=comp, tile=tile)
+    else:
+        model, label = _load(model_spec, scale), model_spec
+        try:
+            pipe = pipeline_for(model, downscaler, comp, tile)
+        except ModelError as exc:
+            fail(str(exc))
+    try:
+        res = evaluate_dataset(pipe, dataset, data_root, model=label)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    click.echo(f"{label} on {dataset} x{scale} (Y, crop {scale})")
-    click.echo(f"{'image':<16} {'PSNR':>7} {'SSIM':>7}")
+    scale = res.scale
+    lr_col = res.lr_psnr is not None
+    click.echo(f"{label} on {dataset} x{scale} (Y, crop {scale})" + (f": {res.pipeline}" if lr_col else ""))
+    click.echo(f"{'image':<16} {'PSNR':>7} {'SSIM':>7}" + (f" {'LR PSNR':>8}" if lr_col else ""))
     for img in res.images:
-        click.echo(f"{img.name:<16} {img.psnr:>7.2f} {img.ssim:>7.4f}")
-    click.echo(f"{'mean':<16} {res.psnr:>7.2f} {res.ssim:>7.4f}")
+        click.echo(f"{img.name:<16} {img.psnr:>7.2f} {img.ssim:>7.4f}" + (f" {img.lr_psnr:>8.2f}" if lr_col else ""))
+    click.echo(f"{'mean':<16} {res.psnr:>7.2f} {res.ssim:>7.4f}" + (f" {res.lr_psnr:>8.2f}" if lr_col else ""))
+    if lr_col:
+        click.echo("LR PSNR: the pipeline's 8-bit LR against the published MATLAB-bicubic LR (Y, no crop)")
     if json_out:
-        Path(json_out).write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+        _write_json(res.to_dict(), json_out)
 
 
 @main.command()
@@ -183,39 +253,50 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
 @click.option("-o", "--output", "dst", required=True, type=click.Path(), help="Output image, or folder when SRC is one.")
 @click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder or checkpoint.")
-@click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--scale", type=click.IntRange(min=1), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--tile", type=int, default=256, show_default=True, help="LR tile side (0: whole image at once).")
-@click.option("--overlap", type=int, default=8, show_default=True, help="LR pixels of context around each tile.")
-def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, overlap: int) -> None:
-    """Upscale an image, or every image in a folder (the model loads once)."""
-    from .data.images import IMAGE_EXTENSIONS, ImageError, list_images
-    from .upscale import upscale_file
+@click.option("--overlap", type=int, default=8, show_default=True,
+              help="LR pixels of context around each tile (0 to --tile).")
+@click.option("--quality", type=int, default=95, show_default=True, help="JPEG/WebP output quality (1-100).")
+def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, overlap: int, quality: int) -> None:
+    """Upscale an image, or every image in a folder (the model loads once).
 
-    src_p, dst_p = Path(src), Path(dst)
-    if not src_p.exists():
-        fail(f"{src}: no such file or folder")
-    if src_p.is_dir():
-        jobs = [(p, dst_p / p.name) for p in list_images(src_p)]
-        if not jobs:
-            fail(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-        if dst_p.exists() and not dst_p.is_dir():
-            fail(f"{dst}: must be a folder when the input is a folder")
-    else:
-        if dst_p.is_dir():
-            dst_p = dst_p / src_p.name
-        jobs = [(src_p, dst_p)]
+    Inputs up to 8K, outputs up to 16K; an output is never allowed to be one of the inputs.
+    """
+    from .data.images import ImageError
+    from .upscale import UpscaleError, plan_jobs, upscale_file
+
+    if tile < 0:
+        fail(f"--tile {tile}: must be >= 0 (0: the whole image at once)")
+    if overlap < 0 or (tile and overlap > tile):
+        fail(f"--overlap {overlap}: must be between 0 and --tile ({tile})" if tile else
+             f"--overlap {overlap}: must be >= 0")
+    if not 1 <= quality <= 100:
+        fail(f"--quality {quality}: must be between 1 and 100")
+    try:
+        jobs = plan_jobs(Path(src), Path(dst))
+    except UpscaleError as exc:
+        fail(str(exc))
     model = _load(model_spec, scale)
-    failed = 0
+    bad = failed = 0
     for inp, out in jobs:
         try:
-            res = upscale_file(model, model.scale, inp, out, tile=tile or None, overlap=overlap)
-        except ImageError as exc:
+            res = upscale_file(model.upscaler, model.scale, inp, out, tile=tile or None, overlap=overlap,
+                               quality=quality)
+        except ImageError as exc:  # a bad input: one line, and the rest of the folder still runs
             click.echo(f"error: {exc}", err=True)
+            bad += 1
+            continue
+        except OSError as exc:  # a failed run (disk full, no permission), not a bad input
+            click.echo(f"error: {out}: cannot write ({exc.strerror or exc})", err=True)
             failed += 1
             continue
         click.echo(f"{inp} {res.in_size[0]}x{res.in_size[1]} -> {out} {res.out_size[0]}x{res.out_size[1]} "
                    f"({res.seconds:.2f} s)")
     if failed:
+        sys.exit(1)
+    if bad:
         sys.exit(EXIT_USAGE)
 
 
@@ -255,9 +336,8 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
     from .bench.report import plot_available, table, write_csv, write_json, write_plot
     from .bench.run import bench, connect
 
-    for out in (json_out, csv_out, plot_out):
-        if out and not Path(out).resolve().parent.is_dir():
-            fail(f"{out}: its folder does not exist")
+    for out, option in ((json_out, "--json"), (csv_out, "--csv"), (plot_out, "--plot")):
+        _check_out_file(out, option)
     if plot_out and Path(plot_out).suffix.lower() != ".png":
         fail(f"--plot {plot_out}: must be a .png file")
     if plot_out and not plot_available():
@@ -283,12 +363,13 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
     except AdbError as exc:
         fail(str(exc), exc.code)
     click.echo(table(doc))
-    if json_out:
-        write_json(doc, Path(json_out))
-    if csv_out:
-        write_csv(doc["results"], Path(csv_out))
-    if plot_out:
-        write_plot(doc, Path(plot_out))
+    for out, write in ((json_out, lambda p: write_json(doc, p)), (csv_out, lambda p: write_csv(doc["results"], p)),
+                       (plot_out, lambda p: write_plot(doc, p))):
+        if out:
+            try:
+                write(Path(out))
+            except OSError as exc:
+                fail(f"{out}: cannot write ({exc.strerror or exc})")
     if any(r["status"] == "failed" for r in doc["results"]):
         sys.exit(1)
 
@@ -371,7 +452,8 @@ def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial:
 @click.option("--int8-io", is_flag=True, help="int8 with int8 input and output tensors too (TFLite; implies --int8).")
 @click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder or checkpoint (.pt/.safetensors).")
-@click.option("--scale", type=int, default=None, help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--scale", type=click.IntRange(min=1), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name.")
 @click.option("--input-size", default="256x256", show_default=True,
               help="Fixed LR input HxW: phones run SR on fixed tiles (XNNPACK/QNN need static shapes).")
 @click.option("--calib", "calib_dir", type=click.Path(), default=None,
@@ -390,7 +472,7 @@ def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, 
         fail(str(exc))
     model = _load(model_spec, scale)
     try:
-        results = export(model, names, source=model_spec, int8=int8 or int8_io, fp16=fp16, int8_io=int8_io,
+        results = export(model, names, int8=int8 or int8_io, fp16=fp16, int8_io=int8_io,
                          size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify)
     except ExportError as exc:
         fail(str(exc))

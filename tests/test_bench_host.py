@@ -18,9 +18,10 @@ from mobile_sr.bench.matmul import matmul_gmacs
 from mobile_sr.bench.report import validate
 from mobile_sr.cli import main
 from mobile_sr.export import export
-from mobile_sr.models import create_model, profile
+from mobile_sr.models import Model, create_model
+from mobile_sr.models.deploy import profile
 from mobile_sr.models.fsrcnn import init_bicubic
-from mobile_sr.train.trainer import write_weights
+from mobile_sr.core.weights import write_weights
 
 SIZE = 48  # LR side of the exports: tiles of 32 px for the Set5 check, quick to run
 
@@ -32,8 +33,9 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("exports")
     torch.manual_seed(0)
     model = init_bicubic(create_model("fsrcnn-s", 2, pretrained=False))
-    fp32 = export(model, ["onnx", "executorch", "tflite"], source="test", size=(SIZE, SIZE), out_dir=out, check=False)
-    int8 = export(model, ["onnx"], source="test", int8=True, size=(SIZE, SIZE), out_dir=out, check=False)
+    declared = Model.of("fsrcnn-s", model, "test")
+    fp32 = export(declared, ["onnx", "executorch", "tflite"], size=(SIZE, SIZE), out_dir=out, check=False)
+    int8 = export(declared, ["onnx"], int8=True, size=(SIZE, SIZE), out_dir=out, check=False)
     paths = {f"{r.format}-{r.precision}": r.path for r in fp32 + int8}
     ckpt = out / "fsrcnn-s_x2.safetensors"
     write_weights(model, {"model": "fsrcnn-s", "scale": 2, "config": model.config()}, ckpt)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mobile_sr.cli import main
 from mobile_sr.models import create_model
-from mobile_sr.train.trainer import write_weights
+from mobile_sr.core.weights import write_weights
 
 
 def test_eval_bicubic_prints_table_and_writes_json(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from mobile_sr.data.datasets import TrainPatches, load_benchmark
 from mobile_sr.data.imresize import imresize, quantize
 from mobile_sr.metrics import psnr, ssim
-from mobile_sr.train.evaluate import bicubic, evaluate
+from mobile_sr.evaluation import bicubic_pipeline, evaluate
 
 from .conftest import REPO
 
@@ -51,12 +51,12 @@ BICUBIC_TABLE = {("Set5", 2): 33.67, ("Set5", 4): 28.43, ("Set14", 2): 30.33, ("
 @pytest.mark.parametrize("name,scale", list(BICUBIC_TABLE))
 def test_bicubic_baseline_matches_published_table(shared_benchmark, name, scale):
     images = load_benchmark(name, scale, shared_benchmark)
-    res = evaluate(lambda x: bicubic(x, scale), images, scale, with_ssim=False)
+    res = evaluate(bicubic_pipeline(scale), images, with_ssim=False)
     assert abs(res.psnr - BICUBIC_TABLE[(name, scale)]) <= 0.05, res.psnr
 
 
 def test_bicubic_set5_x2_on_builtin_copy_matches_table_with_ssim():
-    res = evaluate(lambda x: bicubic(x, 2), load_benchmark("Set5", 2), 2)
+    res = evaluate(bicubic_pipeline(2), load_benchmark("Set5", 2))
     assert abs(res.psnr - 33.67) <= 0.05
     assert abs(res.ssim - 0.9299) <= 0.002  # the bicubic SSIM that SR papers quote
 

@@ -20,9 +20,10 @@ from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.export import FORMATS, Result, export
 from mobile_sr.export.calib import fit, load_calib
 from mobile_sr.export.common import ExportWrapper
-from mobile_sr.export.sidecar import sidecar_path, validate
+from mobile_sr.core.files import sidecar_path
+from mobile_sr.export.sidecar import validate
 from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr
-from mobile_sr.models import create_model, weights_path
+from mobile_sr.models import Model, create_model, weights_path
 from mobile_sr.models.fsrcnn import init_bicubic
 
 SIZE = (64, 64)
@@ -78,13 +79,14 @@ def exported(request, tmp_path_factory) -> tuple[str, torch.nn.Module, dict[tupl
     """All artifacts of one model: {(format, precision): Result}."""
     name = request.param
     model = test_model(name)
+    declared = Model.of(name, model)
     out = tmp_path_factory.mktemp(f"export_{name}")
     results: list[Result] = []
     with Offline() as offline:
-        results += export(model, list(FORMATS), source=name, size=SIZE, out_dir=out)  # Core ML: fp16
-        results += export(model, list(FORMATS), source=name, int8=True, size=SIZE, out_dir=out)
-        results += export(model, ["tflite"], source=name, fp16=True, size=SIZE, out_dir=out)
-        results += export(model, ["tflite"], source=name, int8_io=True, int8=True, size=SIZE, out_dir=out)
+        results += export(declared, list(FORMATS), size=SIZE, out_dir=out)  # Core ML: fp16
+        results += export(declared, list(FORMATS), int8=True, size=SIZE, out_dir=out)
+        results += export(declared, ["tflite"], fp16=True, size=SIZE, out_dir=out)
+        results += export(declared, ["tflite"], int8_io=True, int8=True, size=SIZE, out_dir=out)
     return name, model, {(r.format, r.precision): r for r in results}, offline
 
 

@@ -7,21 +7,81 @@ import pickle
 import pytest
 import torch
 
-from mobile_sr.models import MODELS, ModelError, create_model, load_model, profile
+from mobile_sr.core.weights import write_weights
+from mobile_sr.data.datasets import load_benchmark
+from mobile_sr.evaluation import evaluate, pipeline_for
+from mobile_sr.models import MODELS, ROLES, ModelError, create_model, load_model
+from mobile_sr.models.deploy import deploy, profile
 from mobile_sr.models.fsrcnn import FSRCNN, init_bicubic
-from mobile_sr.train.trainer import write_weights
+
+PAIR_CONFIG = {"downscaler": {"model": "bicubic"}, "upscaler": {"model": "elsr", "config": {"width": 16}}}
+
+
+def _build(name: str, scale: int) -> torch.nn.Module:
+    return create_model(name, scale, pretrained=False, **(PAIR_CONFIG if MODELS[name].role == "pair" else {}))
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_models_map_rgb_to_scaled_rgb(name, scale):
+    """Every MODELS entry does what its declared role says, at every scale it can take."""
     if name.startswith("ofa") and scale == 3:  # PixelShuffle stages of 2: x2 and x4 only, said plainly
         with pytest.raises(ValueError, match="scale must be one of"):
             create_model(name, scale, pretrained=False)
         return
-    model = create_model(name, scale, pretrained=False)
-    out = model(torch.rand(1, 3, 17, 23))
-    assert out.shape == (1, 3, 17 * scale, 23 * scale)
+    model = _build(name, scale)
+    x = torch.rand(1, 3, 17 * scale, 23 * scale)
+    role = MODELS[name].role
+    if role == "upscaler":
+        assert model(x[..., :17, :23]).shape == (1, 3, 17 * scale, 23 * scale)
+    elif role == "downscaler":
+        assert model(x).shape == (1, 3, 17, 23)
+    else:  # a pair: its downscaler's LR is what its upscaler restores
+        assert model.upscaler(model.downscaler(x)).shape == x.shape
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_declares_its_role_config_and_weights(name):
+    spec = MODELS[name]
+    assert spec.name == name and spec.role in ROLES and spec.description
+    model = _build(name, 2)
+    assert isinstance(model.config(), dict) and model.scale == 2
+    rebuilt = create_model(name, 2, pretrained=False, **model.config())  # the config rebuilds the same module
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    for scale in spec.shipped_scales():  # shipped weights: a manifest that says what they are
+        man = spec.manifest(scale)
+        assert man is not None and man["model"] == name, (name, scale)
+        assert man.get("scale", scale) == scale or scale in man.get("scales", [])
+        declared = load_model(name, scale)
+        assert (declared.name, declared.role, declared.scale) == (name, spec.role, scale)
+        deployed = deploy(declared)
+        assert deployed.deployed and deploy(deployed) is deployed
+    if spec.weights == "none":
+        assert spec.shipped_scales() == [] and spec.manifest(2) is None
+
+
+def test_a_downscaler_takes_a_fractional_factor():
+    down = create_model("bicubic", 2.5)
+    assert down(torch.rand(1, 3, 50, 40)).shape == (1, 3, 20, 16)
+    with pytest.raises(ValueError, match=">= 1"):
+        create_model("bicubic", 0.5)
+
+
+def test_a_pair_round_trips_through_one_manifest_and_is_evaluated_as_a_pipeline(tmp_path):
+    """bicubic down + the shipped ELSR x2: one file, one manifest; scored HR -> 8-bit LR -> SR. Its LR matches
+    the published MATLAB LR (MATLAB rounds between the passes, so not exactly) and its SR stays within
+    0.05 dB of ELSR on the published LR files."""
+    pair = _build("pair", 2)
+    pair.upscaler.load_state_dict(create_model("elsr", 2).state_dict())
+    write_weights(pair, {"model": "pair", "scale": 2, "config": pair.config()}, tmp_path / "p.safetensors")
+    loaded = load_model(tmp_path / "p.safetensors")
+    assert loaded.role == "pair" and loaded.downscaler is not None
+    res = evaluate(pipeline_for(loaded), load_benchmark("Set5", 2))
+    published = evaluate(pipeline_for(load_model("elsr", 2)), load_benchmark("Set5", 2))
+    assert res.lr_psnr > 50 and published.lr_psnr is None
+    assert abs(res.psnr - published.psnr) < 0.05
+    with pytest.raises(ModelError, match="brings its own downscaler"):
+        pipeline_for(loaded, downscaler="bicubic")
 
 
 def test_fsrcnn_settings_and_profile_match_hand_count():
@@ -46,10 +106,10 @@ def test_elsr_has_six_layers_five_with_weights():
 
 def test_bicubic_init_starts_near_bicubic():
     from mobile_sr.data.datasets import load_benchmark
-    from mobile_sr.train.evaluate import evaluate
+    from mobile_sr.evaluation import Pipeline, evaluate
 
     torch.manual_seed(0)  # the non-routed channels are random and add a little noise
-    res = evaluate(init_bicubic(FSRCNN(2)).eval(), load_benchmark("Set5", 2), 2, with_ssim=False)
+    res = evaluate(Pipeline(init_bicubic(FSRCNN(2)).eval(), 2), load_benchmark("Set5", 2), with_ssim=False)
     assert 33.4 < res.psnr < 33.8  # bicubic itself is 33.67
 
 
@@ -67,7 +127,8 @@ def test_checkpoint_round_trip_and_scale_check(tmp_path):
     write_weights(model, {"model": "elsr", "scale": 3, "config": model.config()}, tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     x = torch.rand(1, 3, 8, 8)
-    assert torch.equal(loaded(x), model.eval()(x))
+    assert loaded.name == "elsr" and loaded.role == "upscaler" and loaded.scale == 3
+    assert torch.equal(loaded.module(x), model.eval()(x))
     with pytest.raises(ModelError, match="x3 model"):
         load_model(tmp_path / "m.safetensors", scale=2)
 

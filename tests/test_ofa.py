@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mobile_sr.models import ModelError, load_model, load_supernet
+from mobile_sr.models.deploy import deploy
 from mobile_sr.models.ofa import OFASR, Arch, OFASubnet, largest, sample, smallest
 from mobile_sr.models.ofa.layers import DynamicMBBlock
 from mobile_sr.models.ofa.ops import DynamicDepthwiseConv
@@ -168,7 +169,7 @@ def test_ofa_training_resumes_bit_exact_after_kill(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     net = load_supernet(tmp_path / "run")
     assert isinstance(net, OFASR)
-    sub = load_model(tmp_path / "run", 4)  # eval/export of a supernet run: its largest subnet, static
+    sub = deploy(load_model(tmp_path / "run", 4)).module  # eval/export of a supernet run: its largest subnet, static
     assert isinstance(sub, OFASubnet) and sub.scale == 4
     with pytest.raises(ModelError, match="x2 and x4"):
         load_model(tmp_path / "run", 3)

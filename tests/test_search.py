@@ -16,7 +16,7 @@ from mobile_sr.models.ofa import OFASR, OFASubnet, largest, sample, smallest
 from mobile_sr.search import predictor, run
 from mobile_sr.search.evolution import BudgetError, EvolutionConfig, evolve
 from mobile_sr.search.latency import LatencyModel, all_layers, arch_layers, spearman
-from mobile_sr.train.trainer import write_weights
+from mobile_sr.core.weights import write_weights
 
 from .conftest import REPO
 
@@ -128,7 +128,7 @@ def test_search_cli_writes_a_loadable_subnet_with_its_figures(searched):
     report = json.loads((tmp / "out" / "search.json").read_text())
     assert report["latency_model_check"]["n"] >= 20 and len(report["latency_check_subnets"]) >= 20
     assert report["predictor"]["test"] >= 1
-    sub = load_model(tmp / "out")
+    sub = load_model(tmp / "out").module
     assert isinstance(sub, OFASubnet) and sub.config() == meta["config"]
     # the cache makes a second search skip every measurement, and the same seed gives the same subnet
     assert again.exit_code == 0, again.output

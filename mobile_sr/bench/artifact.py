@@ -14,7 +14,10 @@ from pathlib import Path
 
 from torch import nn
 
-from ..models import MODELS, ModelError, create_model, load_model, profile
+from ..core.files import sidecar_path
+from ..core.text import parse_size as core_parse_size
+from ..models import MODELS, ModelError, create_model, load_model
+from ..models.deploy import deploy, deploy_module, profile
 
 SUFFIXES = {".tflite": "tflite", ".pte": "executorch", ".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml"}
 CHECKPOINT_SUFFIXES = (".pt", ".safetensors")
@@ -43,10 +46,6 @@ class Artifact:
     @property
     def output_megapixels(self) -> float:
         return self.output_size[0] * self.output_size[1] / 1e6
-
-
-def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 def open_artifact(spec: str, input_size: tuple[int, int]) -> Artifact:
@@ -98,34 +97,29 @@ def _macs(name: str | None, scale: int, config: dict, size_out: tuple[int, int])
     if name not in MODELS:
         return None
     try:
-        net = create_model(name, scale, pretrained=False, **config)
-    except (ModelError, TypeError):
+        net = deploy_module(create_model(name, scale, pretrained=False, **config))
+    except (ModelError, TypeError, ValueError):
         return None
     return profile(net, scale).macs_per_output_pixel * size_out[0] * size_out[1]
 
 
 def _from_checkpoint(spec: str, input_size: tuple[int, int]) -> Artifact:
     try:
-        net = load_model(spec)
+        model = deploy(load_model(spec))
+        net = model.upscaler
     except ModelError as exc:
         raise BenchError(str(exc)) from None
-    scale = int(net.scale)
+    scale = int(model.scale)
     h, w = input_size
     size_out = (h * scale, w * scale)
     macs = profile(net, scale).macs_per_output_pixel * size_out[0] * size_out[1]
     path = Path(spec) if Path(spec).exists() else Path(f"{spec}_x{scale}")
-    return Artifact(path, "pytorch", "fp32", getattr(net, "model_name", None), scale, (h, w), size_out, macs, net)
+    return Artifact(path, "pytorch", "fp32", model.name, scale, (h, w), size_out, macs, net)
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` or ``N`` -> (H, W) for checkpoints, which have no fixed input shape."""
-    parts = text.lower().split("x")
     try:
-        if len(parts) > 2:
-            raise ValueError
-        h, w = int(parts[0]), int(parts[-1])
-    except ValueError:
-        raise BenchError(f"--input-size {text!r} is not HxW (e.g. 256x256) or N") from None
-    if h < 1 or w < 1 or h > 4096 or w > 4096:
-        raise BenchError(f"--input-size {text}: each side must be 1..4096 pixels")
-    return h, w
+        return core_parse_size(text, 1, 4096)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None

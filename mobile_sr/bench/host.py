@@ -240,10 +240,10 @@ def bicubic_latency(input_size: tuple[int, int], scale: int, threads: int, warmu
 def bicubic_set5_psnr(scale: int) -> float | None:
     """Set5 PSNR of MATLAB bicubic: the quality floor every SR table quotes."""
     from ..data.datasets import load_benchmark
-    from ..train.evaluate import bicubic, evaluate
+    from ..evaluation import bicubic_pipeline, evaluate
 
     try:
         images = load_benchmark("Set5", scale)
     except FileNotFoundError:
         return None
-    return evaluate(lambda t: bicubic(t, scale), images, scale, with_ssim=False).psnr
+    return evaluate(bicubic_pipeline(scale), images, with_ssim=False).psnr

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core.files import atomic_write
 from . import host
 from .remote import pick_binary, run_binary
-from .report import atomic_write
 from .run import AdbPlan, host_device
 
 SUFFIX = {"onnx": ".onnx", "executorch": ".pte", "tflite": ".tflite"}
@@ -178,7 +178,7 @@ def lookup(table: dict[str, Any], cfg: LayerConfig) -> float:
 
 def save_table(table: dict[str, Any], path: Path) -> None:
     data = (json.dumps(table, indent=2) + "\n").encode()
-    atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(path, data)
 
 
 def load_table(path: Path) -> dict[str, Any]:

@@ -10,14 +10,14 @@ import csv
 import importlib.util
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from ..core import schema
+from ..core.files import atomic_write
 from .artifact import Artifact
 from .stats import Measurement
 
@@ -88,30 +88,15 @@ def document(device: dict, matmul_gmacs: float | None, bicubic: list[dict], resu
 
 
 def load_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    return schema.load_schema(SCHEMA_PATH)
 
 
 def validate(doc: Any) -> list[str]:
-    """Every way ``doc`` breaks ``results.schema.json`` (the export stage's validator, same subset)."""
-    from ..export.sidecar import validate as validate_against
-
-    return validate_against(doc, load_schema())
+    """Every way ``doc`` breaks ``results.schema.json``."""
+    return schema.validate(doc, SCHEMA_PATH)
 
 
 # ---- files ---------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(doc: dict, path: Path) -> None:
@@ -119,7 +104,7 @@ def write_json(doc: dict, path: Path) -> None:
     if errors:  # a bug in this package, never a user error
         raise AssertionError("results do not match results.schema.json: " + "; ".join(errors[:5]))
     data = (json.dumps(doc, indent=2) + "\n").encode()
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, data)
 
 
 CSV_COLUMNS = [k for k in load_schema()["$defs"]["result"]["required"] if k != "latencies(ms)"]
@@ -133,7 +118,7 @@ def write_csv(results: list[dict], path: Path) -> None:
     for rec in results:
         writer.writerow([_cell(rec[k]) for k in CSV_COLUMNS])
     data = buf.getvalue().encode()
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, data)
 
 
 def _cell(value: Any) -> str:
@@ -254,4 +239,4 @@ def write_plot(doc: dict, path: Path) -> None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     data = buf.getvalue()
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, data)

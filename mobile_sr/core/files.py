@@ -9,8 +9,10 @@ half-written file under the name a user asked for.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +49,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None] | b
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, text.encode())
+
+
+@contextmanager
+def staging(folder: str | os.PathLike, name: str) -> Iterator[Path]:
+    """A hidden temporary folder inside ``folder`` (so a rename out of it stays on one file system), removed
+    afterwards whatever happens. Build several files in it, then :func:`place` each one."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def place(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` onto ``dst``. An existing folder (an ``.mlpackage``, a run folder) is swapped out first,
+    since a rename cannot replace a non-empty folder, and removed after the new one is in place."""
+    src, dst = Path(src), Path(dst)
+    if dst.is_dir() and not dst.is_symlink():
+        old = dst.with_name(f".old-{dst.name}.{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:

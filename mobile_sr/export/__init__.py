@@ -13,18 +13,18 @@ file under a final name.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from ..core.files import place, sidecar_path, staging
+from ..core.text import parse_size as core_parse_size
 from ..data.datasets import load_benchmark
+from ..models import Model
+from ..models.deploy import deploy
 from . import coreml, executorch, onnx, tflite
 from . import sidecar as sc
 from .calib import CalibSet, load_calib
@@ -88,17 +88,10 @@ def parse_targets(values: list[str] | tuple[str, ...]) -> list[str]:
 
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` or ``N`` (square) -> (H, W), within what the exporters and the tiled check support."""
-    parts = text.lower().split("x")
     try:
-        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-        if len(parts) > 2:
-            raise ValueError
-    except ValueError:
-        raise ExportError(f"--input-size {text!r} is not HxW (e.g. 256x256) or N") from None
-    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
-        raise ExportError(f"--input-size {h}x{w}: each side must be {MIN_SIDE}..{MAX_SIDE} LR pixels "
-                          f"(phones run fixed tiles; e.g. {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
-    return h, w
+        return core_parse_size(text, MIN_SIDE, MAX_SIDE)
+    except ValueError as exc:
+        raise ExportError(f"{exc} (phones run fixed LR tiles; e.g. {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})") from None
 
 
 def precision_for(fmt: Format, int8: bool, fp16: bool, int8_io: bool) -> str:
@@ -115,11 +108,11 @@ def artifact_name(model_name: str, scale: int, size: tuple[int, int], precision:
     return f"{model_name}_x{scale}_{size[0]}x{size[1]}_{precision}{suffix}"
 
 
-def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = False, fp16: bool = False,
+def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool = False,
            int8_io: bool = False, size: tuple[int, int] = DEFAULT_SIZE, calib_dir: str | Path | None = None,
            out_dir: str | Path = "exports", check: bool = True,
            on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Export ``model`` to every target. All input problems raise ExportError before any work starts.
+    """Export the deployed ``model`` to every target. All input problems raise ExportError before any work starts.
 
     ``check=False`` (``--no-verify``) still opens each artifact in its runtime to describe its I/O in
     the sidecar, but runs nothing.
@@ -129,6 +122,9 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
         require(fmt.extra, *fmt.modules)
         if fmt.int8_extra and precision in ("int8", "int8io"):
             require(f"{fmt.extra},{fmt.int8_extra}", *FORMATS[fmt.int8_extra].modules)
+    if model.role == "downscaler":
+        raise ExportError(f"{model.name} is a downscaler: it runs on the server, and export is for the phone's "
+                          "upscaler (export a pair to get its upscaler)")
     if check:
         try:
             load_benchmark("Set5", model.scale)
@@ -138,14 +134,15 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
     needs_calib = any(p in ("int8", "int8io") for _, p in plan)
     calib: CalibSet | None = load_calib(calib_dir) if needs_calib or calib_dir is not None else None
 
-    model = model.eval()
-    wrapper = ExportWrapper(model).eval()
+    model = deploy(model)
+    net = model.upscaler  # a pair's phone side; the graph, MACs and figures are those of the deployed module
+    wrapper = ExportWrapper(net).eval()
     h, w = size
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     batch = calib.batch(h, w) if calib is not None and needs_calib else None
     # int8 exports convert an equalized, bias-corrected copy (dfq.py); float exports the model itself.
     # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
-    int8_wrapper = ExportWrapper(prepare(model, batch)).eval() if batch is not None else None
+    int8_wrapper = ExportWrapper(prepare(net, batch)).eval() if batch is not None else None
     threads = torch.get_num_threads()
     ref: Reference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
@@ -153,9 +150,8 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
 
     results = []
     for fmt, precision in plan:
-        name = artifact_name(model.model_name, model.scale, size, precision, fmt.suffix)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-        try:
+        name = artifact_name(model.name, model.scale, size, precision, fmt.suffix)
+        with staging(out, name) as tmp:
             staged = tmp / name
             t0 = time.perf_counter()
             quantized = precision in ("int8", "int8io")
@@ -168,26 +164,15 @@ def export(model: nn.Module, targets: list[str], *, source: str, int8: bool = Fa
                 ref = Reference.of(wrapper, model.scale, h, w)
             checked = (verify_artifact(loaded, precision, ref, model.scale) if check
                        else Verification("skipped", loaded.runtime))
-            doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model, source=source,
+            doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model,
                            loaded=loaded, seconds=seconds, tools=versions("torch", "mobile-sr", *fmt.tools),
                            min_runtime=coreml.TARGETS[precision] if fmt.name == "coreml" else None,
                            calib=calib if quantized else None, size=size,
                            verification=checked, ops=ops)
-            sc.write(doc, sc.sidecar_path(staged))
-            _place(staged, out / name)
-            _place(sc.sidecar_path(staged), sc.sidecar_path(out / name))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            sc.write(doc, sidecar_path(staged))
+            place(staged, out / name)
+            place(sidecar_path(staged), sidecar_path(out / name))  # the sidecar last: it vouches for the file
         results.append(Result(out / name, fmt.name, precision, doc["artifact"]["bytes"], seconds, checked, ops))
         if on_result is not None:
             on_result(results[-1])
     return results
-
-
-def _place(src: Path, dst: Path) -> None:
-    """Rename into place; an existing folder (.mlpackage) is first moved aside, since a rename cannot
-    replace a non-empty folder."""
-    if dst.is_dir() and not dst.is_symlink():
-        aside = src.parent / f".replaced-{dst.name}"
-        os.replace(dst, aside)
-    os.replace(src, dst)

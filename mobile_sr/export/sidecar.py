@@ -1,24 +1,17 @@
-"""The ``<artifact>.json`` sidecar: one schema (``sidecar.schema.json``) for this package, the bench
-command and the demo apps, and a small validator for it.
-
-Why our own validator: ``jsonschema`` is no dependency, and the schema sticks to a small subset of
-JSON Schema 2020-12 (type, const, enum, properties, required, additionalProperties, items,
-minItems/maxItems, minimum/exclusiveMinimum, pattern, anyOf, local $ref) that the Kotlin and Swift
-checkers can implement just as easily. :func:`validate` rejects any keyword outside that subset,
-so the schema cannot silently grow beyond what is checked.
-"""
+"""The ``<artifact>.json`` sidecar: one schema (``sidecar.schema.json``, JSON Schema 2020-12) for this
+package, the bench command and the demo apps, checked with :mod:`mobile_sr.core.schema`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
+from ..core import schema
+from ..core.files import atomic_write_text
+from ..models import Model
 from .calib import CalibSet
 from .common import Loaded, OpsReport, TensorInfo
 from .verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, Verification
@@ -27,11 +20,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "sidecar.schema.json"
 SCHEMA_VERSION = 1
 
 
-def sidecar_path(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".json")
-
-
-def build(*, artifact: Path, fmt: str, precision: str, model: nn.Module, source: str, loaded: Loaded,
+def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loaded,
           seconds: float, tools: dict[str, str], min_runtime: str | None, calib: CalibSet | None,
           size: tuple[int, int], verification: Verification, ops: OpsReport | None) -> dict[str, Any]:
     """The sidecar document of one artifact (plain JSON types only)."""
@@ -40,8 +29,8 @@ def build(*, artifact: Path, fmt: str, precision: str, model: nn.Module, source:
         "schema_version": SCHEMA_VERSION,
         "artifact": {"file": artifact.name, "format": fmt, "precision": precision, "bytes": size_bytes,
                      "sha256": digest},
-        "model": {"name": model.model_name, "arch": type(model).__name__, "config": model.config(),
-                  "scale": model.scale, "source": source, "clamp_output": True},
+        "model": {"name": model.name, "arch": type(model.upscaler).__name__, "config": model.upscaler.config(),
+                  "scale": model.scale, "source": model.source, "clamp_output": True},
         "inputs": [_tensor(t) for t in loaded.inputs],
         "outputs": [_tensor(t) for t in loaded.outputs],
         "export": {"seconds": round(seconds, 3), "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -91,83 +80,12 @@ def measure(path: Path) -> tuple[int, str]:
 
 
 def load_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    return schema.load_schema(SCHEMA_PATH)
 
 
-_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
-_KEYWORDS = {"$schema", "$defs", "$ref", "title", "description", "type", "const", "enum", "properties",
-             "required", "additionalProperties", "items", "minItems", "maxItems", "minimum", "exclusiveMinimum",
-             "pattern", "anyOf"}
-
-
-def validate(doc: Any, schema: dict[str, Any] | None = None) -> list[str]:
-    """Every way ``doc`` breaks the schema, as 'path: problem' lines; empty when it is valid."""
-    root = schema if schema is not None else load_schema()
-    errors: list[str] = []
-    _check(doc, root, root, "$", errors)
-    return errors
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, _TYPES[name])
-
-
-def _check(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str, errors: list[str]) -> None:
-    unknown = set(schema) - _KEYWORDS
-    if unknown:
-        raise ValueError(f"schema at {path} uses keywords this validator does not implement: {sorted(unknown)}")
-    if "$ref" in schema:
-        target: Any = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        _check(value, target, root, path, errors)
-    if "anyOf" in schema:
-        branches = []
-        for sub in schema["anyOf"]:
-            branch: list[str] = []
-            _check(value, sub, root, path, branch)
-            branches.append(branch)
-        if all(branches):
-            errors.append(f"{path}: matches none of the allowed forms ({'; '.join(b[0] for b in branches)})")
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is_type(value, n) for n in names):
-            errors.append(f"{path}: {type(value).__name__} is not {' or '.join(names)}")
-            return
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: {value!r} is not {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: {value} < {schema['minimum']}")
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            errors.append(f"{path}: {value} <= {schema['exclusiveMinimum']}")
-    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
-            errors.append(f"{path}: {len(value)} items, allowed {schema.get('minItems', 0)}..{schema.get('maxItems')}")
-        if "items" in schema:
-            for i, item in enumerate(value):
-                _check(item, schema["items"], root, f"{path}[{i}]", errors)
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{path}: missing {key!r}")
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in props:
-                _check(item, props[key], root, f"{path}.{key}", errors)
-            elif extra is False:
-                errors.append(f"{path}: unexpected key {key!r}")
-            elif isinstance(extra, dict):
-                _check(item, extra, root, f"{path}.{key}", errors)
+def validate(doc: Any, against: dict[str, Any] | None = None) -> list[str]:
+    """Every way ``doc`` breaks the sidecar schema (or ``against``), as 'path: problem' lines; empty when valid."""
+    return schema.validate(doc, SCHEMA_PATH if against is None else against)
 
 
 def write(doc: dict[str, Any], path: Path) -> None:
@@ -175,4 +93,4 @@ def write(doc: dict[str, Any], path: Path) -> None:
     errors = validate(doc)
     if errors:
         raise AssertionError("sidecar does not match sidecar.schema.json: " + "; ".join(errors[:5]))
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..data.datasets import load_benchmark
-from ..inference import OVERLAP, Upscale, at_fixed_size, upscale_tiled
-from ..metrics import psnr
+from ..evaluation import Pipeline, evaluate
+from ..inference import OVERLAP, Upscale
 from .common import Loaded
 
 PARITY_MIN_DB = {"fp32": 50.0, "fp16": 40.0}
@@ -39,13 +39,11 @@ def float_psnr(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def tiled_set5(fn: Upscale, scale: int, h: int, w: int) -> tuple[float, list[torch.Tensor]]:
-    """Mean Set5 PSNR with ``fn`` run on ``h`` x ``w`` tiles, and the upscaled images (for parity).
-    Raises FileNotFoundError where Set5 has no such scale (it ships x2, x3, x4)."""
-    images = load_benchmark("Set5", scale)
-    run = at_fixed_size(fn, h, w, scale)
-    with torch.no_grad():
-        srs = [upscale_tiled(run, img.lr, scale, tile=min(h, w) - 2 * OVERLAP, overlap=OVERLAP) for img in images]
-    return sum(psnr(sr, img.hr, crop_border=scale) for sr, img in zip(srs, images, strict=True)) / len(srs), srs
+    """Mean Set5 PSNR with ``fn`` run on ``h`` x ``w`` tiles, and the upscaled images (for parity), through the
+    one evaluation protocol. Raises FileNotFoundError where Set5 has no such scale (it ships x2, x3, x4)."""
+    res = evaluate(Pipeline(fn, scale, fixed_size=(h, w)), load_benchmark("Set5", scale), with_ssim=False,
+                   keep_outputs=True)
+    return res.psnr, res.outputs
 
 
 def set5_psnr(fn: Upscale, scale: int, h: int, w: int) -> float | None:

@@ -1,49 +1,99 @@
-"""Model zoo: one table of built-in models, ``create_model(name, scale)``, and loading of our checkpoints.
+"""Model zoo: what every built-in declares (:class:`ModelInfo`), ``create_model(name, scale)``, and loading
+(:func:`load_model`) of built-ins, run folders and checkpoints into a declared :class:`Model`.
 
-A built-in model is a name, a constructor and the scales it has shipped weights for. Weights live
-next to the code in ``weights/<name>_x<scale>.safetensors`` with a ``.json`` manifest that records
-how they were trained and what they score (see the README's model table).
+A built-in is a name, a role (``upscaler``, ``downscaler`` or ``pair``), a constructor with its default
+config, and the scales it has shipped weights for. Weights live next to the code in
+``weights/<name>_x<scale>.safetensors`` with a ``.json`` manifest that records how they were trained and
+what they score (see the README's model table). Between a loaded model and anything that runs it stands
+one step, :func:`.deploy.deploy`, which hands back the plain static module that is exported and measured.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from ..core.text import first_line
+from .bicubic import BicubicDown
 from .elsr import ELSR
 from .fsrcnn import FSRCNN
 from .ofa import OFASR, SCALES, WIDTH, OFASubnet, largest
+from .pair import SRPair
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
+Role = Literal["upscaler", "downscaler", "pair"]
+ROLES: tuple[Role, ...] = ("upscaler", "downscaler", "pair")
+Scale = int | float  # integer SR today; a downscaler may take any factor >= 1
+
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelInfo:
+    """What a built-in declares. ``weights``: ``"per-scale"`` (one file per shipped scale), ``"shared"``
+    (one file serves every scale: the OFA supernet) or ``"none"`` (nothing to learn: bicubic)."""
+
     name: str
+    role: Role
     build: Callable[..., nn.Module]  # build(scale=..., **config)
     description: str
-    default_config: dict
+    default_config: dict = field(default_factory=dict)
+    weights: Literal["per-scale", "shared", "none"] = "per-scale"
+
+    def weights_path(self, scale: Scale) -> Path:
+        return WEIGHTS_DIR / (f"{self.name}.safetensors" if self.weights == "shared" else
+                              f"{self.name}_x{scale:g}.safetensors")
+
+    def manifest(self, scale: Scale) -> dict | None:
+        """The training manifest of the shipped weights (command, steps, figures), or None."""
+        p = self.weights_path(scale).with_suffix(".json")
+        return json.loads(p.read_text()) if self.weights != "none" and p.exists() else None
+
+    def shipped_scales(self) -> list[Scale]:
+        """The scales whose weights ship in the package (none for a model without weights)."""
+        if self.weights == "shared":
+            return list(SCALES) if self.weights_path(SCALES[0]).exists() else []
+        if self.weights == "none":
+            return []
+        return sorted(_number(p.stem.rsplit("_x", 1)[1]) for p in WEIGHTS_DIR.glob(f"{self.name}_x*.safetensors"))
 
 
-MODELS: dict[str, ModelSpec] = {
-    "fsrcnn": ModelSpec("fsrcnn", FSRCNN, "FSRCNN (Dong et al. 2016), d=56 s=12 m=4", {"d": 56, "s": 12, "m": 4}),
-    "fsrcnn-s": ModelSpec("fsrcnn-s", FSRCNN, "FSRCNN-s, the small setting d=32 s=5 m=1", {"d": 32, "s": 5, "m": 1}),
+def _number(text: str) -> Scale:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _pair(**kwargs) -> SRPair:
+    return SRPair(build=create_model, **kwargs)
+
+
+MODELS: dict[str, ModelInfo] = {
+    "fsrcnn": ModelInfo("fsrcnn", "upscaler", FSRCNN, "FSRCNN (Dong et al. 2016), d=56 s=12 m=4",
+                        {"d": 56, "s": 12, "m": 4}),
+    "fsrcnn-s": ModelInfo("fsrcnn-s", "upscaler", FSRCNN, "FSRCNN-s, the small setting d=32 s=5 m=1",
+                          {"d": 32, "s": 5, "m": 1}),
     # Width 16, not the paper's 6: at width 6 ELSR stays ~1.6 dB over bicubic at x2 (see README).
-    "elsr": ModelSpec("elsr", ELSR, "ELSR layout (Xu et al. 2022) at width 16, PixelShuffle tail", {"width": 16}),
-    # One weights file serves both scales (weights/ofa-sr.safetensors); eval/export use its largest subnet.
-    "ofa-sr": ModelSpec("ofa-sr", OFASR, "Once-for-All SR supernet (x2+x4); eval/export: largest subnet",
-                        {"width": WIDTH}),
-    "ofa-subnet": ModelSpec("ofa-subnet", OFASubnet, "a static subnet cut from ofa-sr (mobile-sr search)", {}),
+    "elsr": ModelInfo("elsr", "upscaler", ELSR, "ELSR layout (Xu et al. 2022) at width 16, PixelShuffle tail",
+                      {"width": 16}),
+    # One weights file serves both scales (weights/ofa-sr.safetensors); deploy cuts its largest subnet.
+    "ofa-sr": ModelInfo("ofa-sr", "upscaler", OFASR, "Once-for-All SR supernet (x2+x4); eval/export: largest subnet",
+                        {"width": WIDTH}, weights="shared"),
+    "ofa-subnet": ModelInfo("ofa-subnet", "upscaler", OFASubnet, "a static subnet cut from ofa-sr (mobile-sr search)"),
     # Cut from the shipped supernet by `mobile-sr search` for host TFLite budgets (command in each manifest).
-    "ofa-s": ModelSpec("ofa-s", OFASubnet, "ofa-sr subnet, small budget (searched, host TFLite)", {}),
-    "ofa-m": ModelSpec("ofa-m", OFASubnet, "ofa-sr subnet, medium budget (searched, host TFLite)", {}),
-    "ofa-l": ModelSpec("ofa-l", OFASubnet, "ofa-sr subnet, large budget (searched, host TFLite)", {}),
+    "ofa-s": ModelInfo("ofa-s", "upscaler", OFASubnet, "ofa-sr subnet, small budget (searched, host TFLite)"),
+    "ofa-m": ModelInfo("ofa-m", "upscaler", OFASubnet, "ofa-sr subnet, medium budget (searched, host TFLite)"),
+    "ofa-l": ModelInfo("ofa-l", "upscaler", OFASubnet, "ofa-sr subnet, large budget (searched, host TFLite)"),
+    "bicubic": ModelInfo("bicubic", "downscaler", BicubicDown, "MATLAB-bicubic downscaling (any factor >= 1)",
+                         weights="none"),
+    # A downscaler + an upscaler in one module and one manifest; `config` names both parts.
+    "pair": ModelInfo("pair", "pair", _pair, "a downscaler and an upscaler trained and shipped together",
+                      weights="none"),
 }
 SUPERNET = "ofa-sr"
 
@@ -57,66 +107,138 @@ class ModelError(ValueError):
     """Unknown model, missing weights or an unreadable checkpoint; the message says what to do."""
 
 
-def weights_path(name: str, scale: int) -> Path:
-    if name == SUPERNET:
-        return WEIGHTS_DIR / f"{name}.safetensors"
-    return WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
+@dataclass
+class Model:
+    """A loaded model and what it declares: the one object every stage after ``models`` passes around.
+
+    ``module`` is the trained module (an OFA supernet, a pair, a network); :func:`.deploy.deploy` turns it
+    into the static module that is run, exported and measured. ``source`` is what the user named.
+    """
+
+    name: str
+    role: Role
+    scale: Scale
+    module: nn.Module
+    source: str
+    deployed: bool = False
+
+    @classmethod
+    def of(cls, name: str, module: nn.Module, source: str = "") -> Model:
+        """Declare a module built in code (a test, a benchmark) as the built-in ``name`` at its own scale."""
+        return cls(name, info(name).role, module.scale, module.eval(), source or name)
+
+    @property
+    def config(self) -> dict:
+        return self.module.config()
+
+    @property
+    def upscaler(self) -> nn.Module:
+        """What the phone runs: the module itself, or a pair's upscaler."""
+        if self.role == "downscaler":
+            raise ModelError(f"{self.name} is a downscaler; it cannot upscale")
+        return self.module.upscaler if isinstance(self.module, SRPair) else self.module
+
+    @property
+    def downscaler(self) -> nn.Module | None:
+        """What the server runs before sending the LR image: a pair's downscaler, else None."""
+        if isinstance(self.module, SRPair):
+            return self.module.downscaler
+        return self.module if self.role == "downscaler" else None
 
 
-def manifest(name: str, scale: int) -> dict | None:
-    """The training manifest of a shipped model (command, steps, figures), or None."""
-    p = weights_path(name, scale).with_suffix(".json")
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def shipped_scales(name: str) -> list[int]:
-    if name == SUPERNET:
-        return list(SCALES) if weights_path(name, 2).exists() else []
-    return sorted(int(p.stem.rsplit("_x", 1)[1]) for p in WEIGHTS_DIR.glob(f"{name}_x*.safetensors"))
-
-
-def create_model(name: str, scale: int = 2, pretrained: bool = True, **config) -> nn.Module:
-    """Build a built-in model; with ``pretrained`` load its shipped weights (error if there are none)."""
+def info(name: str) -> ModelInfo:
     if name not in MODELS:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    spec = MODELS[name]
-    path = weights_path(name, scale)
+    return MODELS[name]
+
+
+def weights_path(name: str, scale: Scale) -> Path:
+    return info(name).weights_path(scale)
+
+
+def manifest(name: str, scale: Scale) -> dict | None:
+    return info(name).manifest(scale)
+
+
+def shipped_scales(name: str) -> list[Scale]:
+    return info(name).shipped_scales()
+
+
+def create_model(name: str, scale: Scale = 2, pretrained: bool = True, **config) -> nn.Module:
+    """Build a built-in module; with ``pretrained`` load its shipped weights (error if there are none)."""
+    spec = info(name)
+    pretrained = pretrained and spec.weights != "none"
+    path = spec.weights_path(scale)
     if pretrained and not path.exists():
-        have = ", ".join(f"x{s}" for s in shipped_scales(name)) or "none"
+        have = ", ".join(f"x{s:g}" for s in spec.shipped_scales()) or "none"
         raise ModelError(
-            f"no shipped weights for {name} x{scale} (shipped: {have}); train it with "
-            f"`mobile-sr train --model {name} --scale {scale}` and pass the checkpoint"
+            f"no shipped weights for {name} x{scale:g} (shipped: {have}); train it with "
+            f"`mobile-sr train --model {name} --scale {scale:g}` and pass the checkpoint"
         )
     # Shipped weights carry the config they were trained with (their manifest), like timm's pretrained cfg.
-    shipped_config = (manifest(name, scale) or {}).get("config", {}) if pretrained else {}
+    shipped_config = (spec.manifest(scale) or {}).get("config", {}) if pretrained else {}
     model = spec.build(scale=scale, **{**spec.default_config, **shipped_config, **config})
     if pretrained:
         model.load_state_dict(load_file(path))
-    model.model_name = name  # type: ignore[attr-defined]
     return model.eval()
 
 
-def load_model(spec: str | Path, scale: int | None = None) -> nn.Module:
+def _check_supernet_scale(scale: Scale) -> None:
+    if scale not in SCALES:
+        raise ModelError(f"the ofa-sr supernet serves x{' and x'.join(map(str, SCALES))}, not x{scale:g}")
+
+
+def _declared(name: str, module: nn.Module, scale: Scale, source: str) -> Model:
+    if isinstance(module, OFASR):  # a supernet serves every scale: its largest subnet at the one asked for
+        _check_supernet_scale(scale)
+        module.set_active(largest(int(scale)))
+    return Model(name, info(name).role, scale, module.eval(), source)
+
+
+def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
     """A model from a built-in name, a training run folder, a ``.pt`` checkpoint or a ``.safetensors`` file.
 
     Checkpoints are read with ``weights_only=True``: a checkpoint is data, never code to unpickle.
     ``scale`` must match what a checkpoint was trained for; for a built-in name it picks the weights.
     """
     spec_str = str(spec)
-    if spec_str == SUPERNET:
-        return _largest_subnet(create_model(spec_str), scale or 2)
     if spec_str in MODELS:
-        return create_model(spec_str, scale or 2)
+        scale = scale or 2
+        if spec_str == SUPERNET:
+            _check_supernet_scale(scale)
+        return _declared(spec_str, create_model(spec_str, scale), scale, spec_str)
     path = Path(spec_str)
     if not path.exists():
         raise ModelError(f"{spec_str!r} is neither a built-in model ({', '.join(MODELS)}) nor an existing path")
+    meta, state, path = read_checkpoint(path)
+    name = meta.get("model")
+    if name not in MODELS:
+        raise ModelError(f"{path}: unknown model {name!r} in checkpoint metadata")
+    try:
+        ckpt_scale = _number(str(meta.get("scale", 0)))
+    except ValueError:
+        raise ModelError(f"{path}: scale {meta.get('scale')!r} in its metadata is not a number") from None
+    if name == SUPERNET:
+        ckpt_scale = scale or 2
+    elif scale is not None and scale != ckpt_scale:
+        raise ModelError(f"{path} is a x{ckpt_scale:g} model, but --scale {scale:g} was asked for")
+    try:
+        module = create_model(name, ckpt_scale, pretrained=False, **meta.get("config", {}))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: its config does not build {name} ({first_line(exc)})") from None
+    _load_state(module, state, path, name)
+    return _declared(name, module, ckpt_scale, spec_str)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict, Path]:
+    """(metadata, state dict, file) of a run folder, ``.pt`` checkpoint or ``.safetensors`` + ``.json``."""
     if path.is_dir():
         for cand in ("model.safetensors", "last.pt"):
             if (path / cand).exists():
                 path = path / cand
                 break
         else:
-            raise ModelError(f"{spec_str}: folder holds no model.safetensors or last.pt")
+            raise ModelError(f"{path}: folder holds no model.safetensors or last.pt")
     try:
         if path.suffix == ".safetensors":
             meta_path = path.with_suffix(".json")
@@ -132,34 +254,18 @@ def load_model(spec: str | Path, scale: int | None = None) -> nn.Module:
     except ModelError:
         raise
     except Exception as exc:  # corrupt zip, pickle that weights_only refuses, bad JSON, ...
-        raise ModelError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    name, ckpt_scale = meta.get("model"), int(meta.get("scale", 0))
-    if name not in MODELS:
-        raise ModelError(f"{path}: unknown model {name!r} in checkpoint metadata")
-    if name == SUPERNET:  # a supernet serves every scale: use its largest subnet at the one asked for
-        net = OFASR(**meta.get("config", {}))
-        _load_state(net, state, path, name)
-        return _largest_subnet(net, scale or 2)
-    if scale is not None and scale != ckpt_scale:
-        raise ModelError(f"{path} is a x{ckpt_scale} model, but --scale {scale} was asked for")
-    model = create_model(name, ckpt_scale, pretrained=False, **meta.get("config", {}))
-    _load_state(model, state, path, name)
-    return model.eval()
+        raise ModelError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
+        raise ModelError(f"{path}: its metadata is not a mobile-sr model description (an object with model, "
+                         "scale and config)")
+    return meta, state, path
 
 
 def _load_state(model: nn.Module, state: dict, path: Path, name: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not fit {name} ({str(exc).splitlines()[0]})") from None
-
-
-def _largest_subnet(supernet: OFASR, scale: int) -> nn.Module:
-    if scale not in SCALES:
-        raise ModelError(f"the ofa-sr supernet serves x{' and x'.join(map(str, SCALES))}, not x{scale}")
-    net = supernet.get_subnet(largest(scale))
-    net.model_name = SUPERNET  # type: ignore[attr-defined]
-    return net
+        raise ModelError(f"{path}: weights do not fit {name} ({first_line(exc)})") from None
 
 
 def load_supernet(spec: str | Path = SUPERNET) -> OFASR:
@@ -168,52 +274,11 @@ def load_supernet(spec: str | Path = SUPERNET) -> OFASR:
     if spec_str == SUPERNET:
         return create_model(SUPERNET)  # type: ignore[return-value]
     path = Path(spec_str)
-    if path.is_dir():
-        path = next((path / c for c in ("model.safetensors", "last.pt") if (path / c).exists()), path / "last.pt")
     if not path.exists():
         raise ModelError(f"{spec_str}: no supernet checkpoint there (train one with `mobile-sr train --model ofa-sr`)")
-    try:
-        if path.suffix == ".safetensors":
-            meta, state = json.loads(path.with_suffix(".json").read_text()), load_file(path)
-        else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            meta, state = ckpt["meta"], ckpt["model"]
-    except Exception as exc:
-        raise ModelError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    meta, state, path = read_checkpoint(path)
     if meta.get("model") != SUPERNET:
         raise ModelError(f"{path}: a {meta.get('model')!r} checkpoint, not an ofa-sr supernet")
     net = OFASR(**meta.get("config", {}))
     _load_state(net, state, path, SUPERNET)
-    net.model_name = SUPERNET  # type: ignore[attr-defined]
     return net.eval()
-
-
-@dataclass
-class Profile:
-    params: int
-    macs_per_output_pixel: float
-
-
-def profile(model: nn.Module, scale: int, size: int = 32) -> Profile:
-    """Parameter count and multiply-accumulates per output pixel, counted from the real layers."""
-    if isinstance(model, OFASR):  # the supernet's figures are those of its largest subnet
-        model = model.get_subnet(largest(scale))
-    macs = 0
-
-    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        nonlocal macs
-        k = mod.kernel_size[0] * mod.kernel_size[1]
-        if isinstance(mod, nn.ConvTranspose2d):  # every input pixel scatters a k x k x Cout patch
-            macs += inp[0].shape[-2] * inp[0].shape[-1] * mod.in_channels * mod.out_channels // mod.groups * k
-        else:
-            macs += out.shape[-2] * out.shape[-1] * out.shape[1] * mod.in_channels // mod.groups * k
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-    finally:
-        for h in handles:
-            h.remove()
-    params = sum(p.numel() for p in model.parameters())
-    return Profile(params, macs / (size * scale) ** 2)

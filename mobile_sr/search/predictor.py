@@ -15,8 +15,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.datasets import BenchmarkImage
+from ..evaluation import Pipeline, evaluate
 from ..models.ofa import OFASR, SCALES, Arch, largest, sample, smallest
-from ..train.evaluate import evaluate
 
 
 def collect(supernet: OFASR, val: dict[int, list[BenchmarkImage]], n: int, seed: int = 0,
@@ -41,7 +41,7 @@ def score(supernet: OFASR, arch: Arch, images: list[BenchmarkImage]) -> float:
     supernet.eval()
     supernet.set_active(arch)
     try:
-        return evaluate(supernet, images, arch.scale, with_ssim=False).psnr
+        return evaluate(Pipeline(supernet, arch.scale), images, with_ssim=False).psnr
     finally:
         supernet.set_active(previous)
 

@@ -16,19 +16,16 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from safetensors.torch import save_file
-
-from ..bench.report import atomic_write
 from ..bench.run import AdbPlan
+from ..core.files import atomic_write, atomic_write_text, staging
+from ..core.weights import write_weights
 from ..data.datasets import holdout_images, load_benchmark
+from ..evaluation import Pipeline, evaluate
 from ..models import SUPERNET, WEIGHTS_DIR, load_supernet
 from ..models.ofa import OFASR
-from ..train.evaluate import evaluate
 from . import latency as lat
 from . import predictor as acc
 from .evolution import EvolutionConfig, evolve
@@ -73,7 +70,7 @@ def latency_model(supernet: OFASR, scale: int, size: tuple[int, int], *, runtime
     check = lat.check(model, supernet, check_n, runtime=runtime, plan=plan, threads=threads, scales=(scale,))[str(scale)]
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"model": model.to_dict(), "check": check}, indent=1).encode()
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, data)
     return model, check
 
 
@@ -94,7 +91,7 @@ def accuracy_rows(supernet: OFASR, spec: str, cache_dir: Path, data: list[str] |
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = json.dumps({"supernet": supernet_digest(supernet), "data": data, "holdout_every": holdout_every,
                       "subnets": rows}, indent=1).encode()
-    atomic_write(path, lambda f: f.write(doc))
+    atomic_write(path, doc)
     return rows
 
 
@@ -135,7 +132,7 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
 
     net = supernet.get_subnet(arch)
     measured_ms = lat.measure_subnet(supernet, arch, *size, runtime=runtime, plan=plan, threads=threads, runs=20)
-    set5 = evaluate(net, load_benchmark("Set5", scale), scale, with_ssim=False).psnr
+    set5 = evaluate(Pipeline(net, scale), load_benchmark("Set5", scale), with_ssim=False).psnr
     held = None
     if data:
         held = acc.score(supernet, arch, holdout_images(data, holdout_every, scale))
@@ -156,15 +153,9 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
 
 def _write(out: Path, net, meta: dict, report: dict) -> None:
     """All three files into a staging folder beside ``out``, then one rename: no half-written result."""
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
-    try:
-        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(stage / "model.safetensors"))
-        (stage / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (stage / "search.json").write_text(json.dumps(report, indent=2) + "\n")
+    with staging(out.resolve().parent, out.name) as stage:
+        write_weights(net, meta, stage / "model.safetensors")
+        atomic_write_text(stage / "search.json", json.dumps(report, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # checked empty above
-        os.replace(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
+        os.replace(stage, out)  # the whole folder at once

@@ -20,21 +20,18 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
-from ..bench.artifact import parse_size
+from ..core.text import parse_size
+from ..core.weights import PROTOCOL, hardware, rel, write_weights
+from ..evaluation import Pipeline, pipeline_for, published_scores
 from ..models import WEIGHTS_DIR, load_model, load_supernet
 from ..models.ofa import largest
-from ..train.evaluate import evaluate_dataset
 from ..train.ofa import PHASES, OFATrainConfig
-from ..train.ship import _rel
-from ..train.trainer import write_weights
 from . import predictor as acc
 from .run import ACCURACY_SUBNETS, SHIPPED_ACCURACY, held_out, search
 
 SIZES = ("s", "m", "l")
-PROTOCOL = "Y (BT.601), crop = scale, 8-bit output; published MATLAB LR images"
 
 
 def train_command(cfg: dict) -> str:
@@ -42,8 +39,8 @@ def train_command(cfg: dict) -> str:
     d = asdict(OFATrainConfig(data=[], out=""))
     flags = ["--model", "ofa-sr"]
     for folder in cfg["data"]:
-        flags += ["--data", _rel(folder)]
-    flags += ["--out", _rel(cfg["out"]), "--phase-steps", ",".join(str(cfg["steps"][p]) for p in PHASES),
+        flags += ["--data", rel(folder)]
+    flags += ["--out", rel(cfg["out"]), "--phase-steps", ",".join(str(cfg["steps"][p]) for p in PHASES),
               "--batch", str(cfg["batch"]), "--patch", str(2 * cfg["lr_patch"]), "--lr", str(cfg["lr"]["full"]),
               "--shrink-lr", str(cfg["lr"]["kernel"])]
     if cfg["subnets"] != d["subnets"]:
@@ -51,7 +48,7 @@ def train_command(cfg: dict) -> str:
     if cfg["seed"] != d["seed"]:
         flags += ["--seed", str(cfg["seed"])]
     if cfg.get("init_from"):
-        flags += ["--init-from", _rel(cfg["init_from"])]
+        flags += ["--init-from", rel(cfg["init_from"])]
     flags += ["--val-every", str(cfg["val_every"])]
     return "mobile-sr train " + shlex.join(flags)
 
@@ -67,14 +64,6 @@ def run_chain(run: Path) -> list[tuple[dict, dict]]:
         run = Path(cfg["init_from"])  # as recorded: relative to where training ran, like --out
         if not (run / "config.json").is_file():
             raise FileNotFoundError(f"{run}: the run this one continued (--init-from) is needed for its record")
-
-
-def scores(model, scale: int, data_root: Path) -> dict:
-    out = {}
-    for dataset in ("Set5", "Set14"):
-        res = evaluate_dataset(model, dataset, scale, data_root)
-        out[dataset] = {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4)}
-    return out
 
 
 def _history(chain: list[tuple[dict, dict]]) -> list[dict]:
@@ -95,8 +84,8 @@ def ship_supernet(run: Path, data_root: Path) -> dict:
         "steps": sum(s["step"] for _, s in chain),
         "wall_minutes": round(sum(s["train_seconds"] for _, s in chain) / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out), MATLAB-bicubic LR",
-        "hardware": f"{platform.machine()} CPU, torch {torch.__version__}, 2 threads, shared with other jobs",
-        "eval": {f"x{s}": scores(net.get_subnet(largest(s)), s, data_root) for s in (2, 4)},
+        "hardware": hardware(2),
+        "eval": {f"x{s}": published_scores(Pipeline(net.get_subnet(largest(s)), s), data_root) for s in (2, 4)},
         "protocol": PROTOCOL, "validation_history": _history(chain),
     }
     write_weights(net, manifest, WEIGHTS_DIR / "ofa-sr.safetensors")
@@ -108,7 +97,7 @@ def ship_accuracy(run: Path) -> None:
     net = load_supernet(run)
     rows = acc.collect(net, held_out(cfg["data"], cfg["holdout_every"]), ACCURACY_SUBNETS, progress=True)
     SHIPPED_ACCURACY.write_text(json.dumps({"supernet": "ofa-sr", "holdout_every": cfg["holdout_every"],
-                                            "data": [_rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
+                                            "data": [rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
 
 
 def ship_subnet(name: str, scale: int, budget: float, runtime: str, size: tuple[int, int], data_root: Path,
@@ -126,9 +115,9 @@ def ship_subnet(name: str, scale: int, budget: float, runtime: str, size: tuple[
                 "input_size": list(size), "predicted": rep["predicted"], "measured": rep["measured"],
                 "device": f"host: {platform.machine()}, 1 thread, CPU time per run",
                 "latency_model_check": rep["latency_model_check"], "predictor": rep["predictor"],
-                "eval": scores(model, scale, data_root), "protocol": PROTOCOL}
-    model.load_state_dict(state)
-    write_weights(model, manifest, WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
+                "eval": published_scores(pipeline_for(model), data_root), "protocol": PROTOCOL}
+    model.module.load_state_dict(state)
+    write_weights(model.module, manifest, WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
     return manifest
 
 

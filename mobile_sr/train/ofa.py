@@ -23,7 +23,6 @@ wrapper).
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,11 +31,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ..core.files import atomic_write_text
+from ..core.weights import write_weights
 from ..data.datasets import TrainPatches, holdout_images
+from ..evaluation import Pipeline, evaluate
 from ..models import load_supernet
 from ..models.ofa import DEPTHS, EXPANDS, KERNELS, OFASR, SCALES, Arch, largest, sample, smallest
-from .evaluate import evaluate
-from .trainer import atomic_save, start_run, write_weights
+from .schedule import warmup_cosine
+from .trainer import atomic_save, start_run
 
 PHASES = ("full", "kernel", "depth", "expand")
 
@@ -93,14 +95,10 @@ class OFATrainConfig:
         return PHASES[-1], start - int(self.steps[PHASES[-1]])
 
     def lr_at(self, step: int) -> float:
+        """Each phase has its own warm-up (at most a tenth of the phase) and cosine."""
         phase, start = self.phase_at(step)
-        base, n, t = self.lr[phase], int(self.steps[phase]), step - start
-        warm = min(self.warmup, max(1, n // 10))
-        if t < warm:
-            return base * (t + 1) / warm
-        frac = (t - warm) / max(1, n - warm)
-        floor = base * self.min_lr_ratio
-        return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(frac, 1.0)))
+        n = int(self.steps[phase])
+        return warmup_cosine(step - start, n, self.lr[phase], min(self.warmup, max(1, n // 10)), self.min_lr_ratio)
 
 
 def archs_for_step(cfg: OFATrainConfig, step: int) -> tuple[int, list[Arch]]:
@@ -125,7 +123,7 @@ def validate(model: OFASR, val: dict[int, list], archs: dict[str, Arch]) -> dict
     model.eval()
     for name, arch in archs.items():
         model.set_active(arch)
-        out[name] = round(evaluate(model, val[arch.scale], arch.scale, with_ssim=False).psnr, 3)
+        out[name] = round(evaluate(Pipeline(model, arch.scale), val[arch.scale], with_ssim=False).psnr, 3)
     model.set_active(largest(2))
     return out
 
@@ -164,7 +162,7 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
                 p.grad = torch.zeros_like(p)
     if rank == 0:  # on resume too: the config of record is the one the run finishes with
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     meta = {"model": "ofa-sr", "scale": 2, "config": model.config()}
 
     def checkpoint() -> None:
@@ -227,7 +225,7 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     summary = {"step": step, "train_seconds": elapsed, "out": str(out), "history": history}
     if rank == 0:
         write_weights(model, {**meta, "step": step, "train_seconds": elapsed}, out / "model.safetensors")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from ..core.weights import PROTOCOL, hardware, rel, write_weights
+from ..evaluation import pipeline_for, published_scores
 from ..models import WEIGHTS_DIR, load_model
-from .evaluate import evaluate_dataset
-from .trainer import TrainConfig, write_weights
-
-
-def _rel(path: str) -> str:
-    """Paths in a manifest are relative to where training ran, never machine-specific."""
-    return os.path.relpath(path) if os.path.isabs(path) else path
+from .trainer import TrainConfig
 
 
 def train_command(cfg: dict, stopped_at: int | None = None) -> str:
@@ -34,11 +28,11 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
     flags = ["--model", cfg["model"], "--scale", str(cfg["scale"])]
     for d in cfg["data"]:
         flags += ["--data", d]
-    flags += ["--out", _rel(cfg["out"])]
+    flags += ["--out", rel(cfg["out"])]
     for key in ("steps", "batch", "patch", "lr", "tail_lr_scale", "warmup", "loss", "init", "init_from", "seed",
                 "val_every", "ckpt_every"):
         if cfg.get(key) != defaults[key]:
-            value = _rel(cfg[key]) if key == "init_from" else str(cfg[key])
+            value = rel(cfg[key]) if key == "init_from" else str(cfg[key])
             flags += ["--" + key.replace("_", "-"), value]
     for key, value in cfg.get("config", {}).items():
         flags += ["--arch", f"{key}={value}"]
@@ -64,10 +58,7 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     summary = json.loads((run / "summary.json").read_text())
     model = load_model(run / weights)
     name, scale = cfg["model"], cfg["scale"]
-    scores = {}
-    for dataset in ("Set5", "Set14"):
-        res = evaluate_dataset(model, dataset, scale, data_root, model=name)
-        scores[dataset] = {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4)}
+    scores = published_scores(pipeline_for(model), data_root, model=name)
     stages = _stages(cfg, summary["step"])
     seconds, steps = summary["train_seconds"], summary["step"]
     src = cfg.get("init_from")
@@ -75,17 +66,17 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
         prev = torch.load(src, map_location="cpu", weights_only=True)
         seconds, steps = seconds + prev["train_seconds"], steps + prev["step"]
     manifest = {
-        "model": name, "scale": scale, "config": model.config(),
+        "model": name, "scale": scale, "config": model.config,
         "command": stages[0] if len(stages) == 1 else stages,
         "steps": steps, "wall_minutes": round(seconds / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly",
-        "hardware": f"{platform.machine()} CPU, torch {torch.__version__}, 1 thread, shared with other jobs",
-        "eval": scores, "protocol": "Y (BT.601), crop = scale, 8-bit output; published MATLAB LR images",
+        "hardware": hardware(1),
+        "eval": scores, "protocol": PROTOCOL,
         "validation_history": summary.get("history", []),
     }
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dest = WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
-    write_weights(model, manifest, dest)
+    write_weights(model.module, manifest, dest)
     return dest
 
 

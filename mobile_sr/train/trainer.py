@@ -18,14 +18,16 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from ..core.files import atomic_write, atomic_write_text
+from ..core.weights import write_weights
 from ..data.datasets import TrainPatches, load_benchmark
+from ..evaluation import Pipeline, evaluate
 from ..models import MODELS, ModelError, create_model, load_model
 from ..models.fsrcnn import FSRCNN, init_bicubic
-from .evaluate import evaluate
+from .schedule import warmup_cosine
 
 CHECKPOINT = "last.pt"
 
@@ -66,11 +68,7 @@ class TrainConfig:
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up then cosine decay to ``min_lr_ratio * lr``; step is 0-based."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(t, 1.0)))
+    return warmup_cosine(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
 
 
 def _loss(cfg: TrainConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -80,26 +78,8 @@ def _loss(cfg: TrainConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 
 def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file, fsync, rename: a kill leaves the old checkpoint or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_weights(model: nn.Module, meta: dict, path: Path) -> None:
-    """Weights as safetensors plus a JSON manifest beside them, both written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-    jtmp = path.with_name(f".{path.stem}.json.tmp{os.getpid()}")
-    jtmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(jtmp, path.with_suffix(".json"))
+    """torch.save through a temp file, fsync, rename: a kill or a power cut leaves the old checkpoint or the new one."""
+    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -113,7 +93,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
             raise ValueError("--init bicubic is only defined for FSRCNN models")
         init_bicubic(model)
     if cfg.init_from:
-        src = load_model(cfg.init_from).state_dict()
+        src = load_model(cfg.init_from).module.state_dict()
         own = model.state_dict()
         fitting = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(fitting, strict=False)
@@ -166,7 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         step, best, elapsed, history = ckpt["step"], ckpt["best_psnr"], ckpt["train_seconds"], ckpt["history"]
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     meta = {"model": cfg.model, "scale": cfg.scale, "config": model.config()}
@@ -199,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if rank == 0:
             if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                 model.eval()
-                val_psnr = evaluate(model, val, cfg.scale, with_ssim=False).psnr
+                val_psnr = evaluate(Pipeline(model, cfg.scale), val, with_ssim=False).psnr
                 history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed})
                 if val_psnr > best:
                     best = val_psnr
@@ -213,7 +193,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     summary = {"step": step, "best_val_psnr": best, "train_seconds": elapsed, "out": str(out)}
     if rank == 0:
         write_weights(model, {**meta, "step": step, "train_seconds": elapsed}, out / "model.safetensors")
-        (out / "summary.json").write_text(json.dumps({**summary, "history": history}, indent=2) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps({**summary, "history": history}, indent=2) + "\n")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

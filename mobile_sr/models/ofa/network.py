@@ -185,6 +185,11 @@ class OFASR(nn.Module):
         return {"width": self.width}
 
     @property
+    def scale(self) -> int:
+        """The scale of the active subnet (the supernet serves x2 and x4)."""
+        return self.arch.scale
+
+    @property
     def blocks(self) -> list[DynamicMBBlock]:
         return [b for stage in self.stages for b in stage]
 

@@ -1,0 +1,69 @@
+"""``deploy(model)``: the one step between a trained module and everything that runs it.
+
+Export, ``profile``, bench, search and evaluation all take the deployed module, so the graph that is
+exported, the MACs that are counted and the PSNR that is reported belong to one and the same module.
+Today deploy cuts the active OFA subnet out of a supernet (plain convolutions, no elastic op left) and
+deploys a pair part by part; it is where re-parameterised branches will be folded and QAT modules
+converted. Deploying a deployed model changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from . import Model, Scale
+from .ofa import OFASR
+from .pair import SRPair
+
+
+def deploy_module(module: nn.Module) -> nn.Module:
+    """The static, inference-only form of ``module`` (a new module where the form changes)."""
+    if isinstance(module, OFASR):
+        module = module.get_subnet(module.arch)
+    elif isinstance(module, SRPair):  # a copy: the trained pair keeps its training form
+        module = copy.deepcopy(module)
+        module.downscaler = deploy_module(module.downscaler)
+        module.upscaler = deploy_module(module.upscaler)
+    return module.eval()
+
+
+def deploy(model: Model) -> Model:
+    """``model`` with its module in deployed form (see the module docstring)."""
+    if model.deployed:
+        return model
+    return replace(model, module=deploy_module(model.module), deployed=True)
+
+
+@dataclass
+class Profile:
+    params: int
+    macs_per_output_pixel: float
+
+
+def profile(module: nn.Module, scale: Scale, size: int = 32) -> Profile:
+    """Parameter count and multiply-accumulates per output pixel, counted from the real layers of the
+    deployed ``module`` (a supernet counts as its active subnet)."""
+    module = deploy_module(module) if isinstance(module, OFASR) else module
+    macs = 0
+
+    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal macs
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        if isinstance(mod, nn.ConvTranspose2d):  # every input pixel scatters a k x k x Cout patch
+            macs += inp[0].shape[-2] * inp[0].shape[-1] * mod.in_channels * mod.out_channels // mod.groups * k
+        else:
+            macs += out.shape[-2] * out.shape[-1] * out.shape[1] * mod.in_channels // mod.groups * k
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    params = sum(p.numel() for p in module.parameters())
+    return Profile(params, macs / (size * scale) ** 2)

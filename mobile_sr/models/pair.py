@@ -1,0 +1,34 @@
+"""A downscaler and an upscaler shipped, loaded and evaluated together (role ``pair``).
+
+The server runs ``downscaler`` on the HR image and sends an 8-bit LR image; the phone runs
+``upscaler`` on it. One module holds both, so one state dict (``downscaler.*``, ``upscaler.*``) and
+one manifest describe the pair, and joint training optimises one module. How the two are chained
+(rounding to 8 bits, a codec in between) is the evaluation pipeline's business, not this module's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+
+class SRPair(nn.Module):
+    def __init__(self, scale: float = 2, downscaler: dict | None = None, upscaler: dict | None = None,
+                 build: Callable[..., nn.Module] | None = None) -> None:
+        """``downscaler``/``upscaler`` are ``{"model": NAME, "config": {...}}``; ``build`` is
+        ``create_model`` (passed in by the registry, which this module must not import)."""
+        super().__init__()
+        if downscaler is None or upscaler is None or build is None:
+            raise ValueError("a pair needs downscaler={'model': ...}, upscaler={'model': ...} (and the registry)")
+        self.scale = scale
+        self.parts = {"downscaler": dict(downscaler), "upscaler": dict(upscaler)}
+        self.downscaler = build(downscaler["model"], scale, pretrained=False, **downscaler.get("config", {}))
+        self.upscaler = build(upscaler["model"], scale, pretrained=False, **upscaler.get("config", {}))
+
+    def config(self) -> dict:
+        return {"downscaler": {"model": self.parts["downscaler"]["model"], "config": self.downscaler.config()},
+                "upscaler": {"model": self.parts["upscaler"]["model"], "config": self.upscaler.config()}}
+
+    def tail(self) -> nn.Module:
+        return self.upscaler.tail()
