@@ -20,7 +20,7 @@ from mobile_sr.bench.artifact import open_artifact
 from mobile_sr.bench.report import write_csv, write_json, write_plot
 from mobile_sr.bench.run import bench
 from mobile_sr.export import FORMATS, export, parse_size
-from mobile_sr.models import MODELS, create_model, shipped_scales, weights_path
+from mobile_sr.models import MODELS, load_model, shipped_scales, weights_path
 
 COLUMNS = ["model", "scale", "runtime", "precision", "input", "median ms", "p90 ms", "CPU ms", "MP/s", "GMAC/s",
            "% fp32 matmul peak", "Set5 PSNR", "load ms", "peak MB"]
@@ -71,16 +71,16 @@ def main() -> None:
     if args.models:
         entries = [(n, int(s)) for n, s in (item.split(":") for item in args.models.split(","))]
     else:
-        entries = [(n, s) for n in MODELS for s in shipped_scales(n)]
+        entries = [(n, s) for n in MODELS for s in shipped_scales(n) if MODELS[n].role == "upscaler"]
     artifacts = []
     for name, scale in entries:
-        model = create_model(name, scale)
+        model = load_model(name, scale)
         for precision in precisions:
             chosen = [t for t in targets if precision in FORMATS[t].precisions]
             if not chosen:
                 continue
             t0 = time.perf_counter()
-            results = export(model, chosen, source=name, int8=precision == "int8", fp16=precision == "fp16",
+            results = export(model, chosen, int8=precision == "int8", fp16=precision == "fp16",
                              size=size, out_dir=args.exports, check=False)
             print(f"exported {name} x{scale} {precision} to {', '.join(chosen)} in {time.perf_counter() - t0:.0f} s",
                   flush=True)

@@ -19,15 +19,16 @@ from pathlib import Path
 
 from mobile_sr.bench.latency_table import time_module
 from mobile_sr.data.datasets import shared_benchmark_root
+from mobile_sr.evaluation import Pipeline, bicubic_pipeline, evaluate_dataset
 from mobile_sr.models import create_model, load_model
+from mobile_sr.models.deploy import deploy
 from mobile_sr.search.run import search
-from mobile_sr.train.evaluate import bicubic, evaluate_dataset
 
 BUDGETS = {2: [25, 30, 40, 60, 90, 130, 200], 4: [90, 100, 125, 150, 200, 250]}  # host LiteRT, 256x256
 
 
-def psnrs(model, scale: int, root: Path) -> dict:
-    return {d: round(evaluate_dataset(model, d, scale, root).psnr, 3) for d in ("Set5", "Set14")}
+def psnrs(pipeline: Pipeline, root: Path) -> dict:
+    return {d: round(evaluate_dataset(pipeline, d, root).psnr, 3) for d in ("Set5", "Set14")}
 
 
 def main() -> None:
@@ -48,19 +49,18 @@ def main() -> None:
             model = create_model(name, scale)
             ms = time_module(model, (1, 3, h, w), runtime=a.runtime, runs=10)
             rows.append({"scale": scale, "model": name, "budget_ms": None, "latency_ms": round(ms, 2),
-                         **psnrs(model, scale, a.data_root)})
+                         **psnrs(Pipeline(model, scale), a.data_root)})
             print(rows[-1], flush=True)
         rows.append({"scale": scale, "model": "bicubic", "budget_ms": None, "latency_ms": None,
-                     **{d: round(evaluate_dataset(lambda x, s=scale: bicubic(x, s), d, scale, a.data_root).psnr, 3)
-                        for d in ("Set5", "Set14")}})
+                     **psnrs(bicubic_pipeline(scale), a.data_root)})
         for budget in (float(b) for b in getattr(a, f"budgets_{scale}").split(",")):
             with tempfile.TemporaryDirectory() as tmp:
                 rep = search(supernet_spec="ofa-sr", scale=scale, budget_ms=budget, runtime=a.runtime, plan=None,
                              threads=1, size=(h, w), out=Path(tmp) / "s", log=lambda m: None)
-                model = load_model(Path(tmp) / "s")
+                model = deploy(load_model(Path(tmp) / "s")).module
             rows.append({"scale": scale, "model": "ofa-sr subnet", "budget_ms": budget,
                          "latency_ms": rep["measured"]["latency_ms"], "predicted_ms": rep["predicted"]["latency_ms"],
-                         "blocks": len(rep["config"]["kernels"]), **psnrs(model, scale, a.data_root)})
+                         "blocks": len(rep["config"]["kernels"]), **psnrs(Pipeline(model, scale), a.data_root)})
             print(rows[-1], flush=True)
     a.json.write_text(json.dumps({"runtime": a.runtime, "input_size": [h, w], "threads": 1, "rows": rows}, indent=2))
     print(table(rows, a.runtime, a.input_size))

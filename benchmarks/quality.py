@@ -13,8 +13,9 @@ import json
 import time
 from pathlib import Path
 
-from mobile_sr.models import MODELS, create_model, profile, shipped_scales
-from mobile_sr.train.evaluate import bicubic, evaluate_dataset
+from mobile_sr.evaluation import bicubic_pipeline, evaluate_dataset, pipeline_for
+from mobile_sr.models import MODELS, load_model, shipped_scales
+from mobile_sr.models.deploy import deploy, profile
 
 PUBLISHED = {("fsrcnn", 2): (37.00, 32.63), ("fsrcnn", 4): (30.71, 27.59)}
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "benchmark"
@@ -26,16 +27,18 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=Path("quality.json"))
     args = ap.parse_args()
     rows = []
-    entries = [("bicubic", s) for s in (2, 4)] + [(n, s) for n in MODELS for s in shipped_scales(n)]
+    entries = [("bicubic", s) for s in (2, 4)] + [(n, s) for n in MODELS for s in shipped_scales(n)
+                                                   if MODELS[n].role == "upscaler"]
     for name, scale in sorted(entries, key=lambda e: (e[1], e[0] != "bicubic", e[0])):
-        fn = (lambda x, s=scale: bicubic(x, s)) if name == "bicubic" else create_model(name, scale)
+        model = None if name == "bicubic" else deploy(load_model(name, scale))
+        pipe = bicubic_pipeline(scale) if model is None else pipeline_for(model)
         row = {"model": name, "scale": scale}
-        if name != "bicubic":
-            prof = profile(fn, scale)
+        if model is not None:
+            prof = profile(model.upscaler, scale)
             row |= {"params": prof.params, "macs_per_px": round(prof.macs_per_output_pixel)}
         t0 = time.perf_counter()
         for ds in ("Set5", "Set14"):
-            res = evaluate_dataset(fn, ds, scale, args.data_root, model=name)
+            res = evaluate_dataset(pipe, ds, args.data_root, model=name)
             row[ds] = {"psnr": round(res.psnr, 2), "ssim": round(res.ssim, 4)}
         row["eval_seconds"] = round(time.perf_counter() - t0, 1)
         row["published"] = PUBLISHED.get((name, scale))

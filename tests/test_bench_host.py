@@ -17,11 +17,11 @@ from mobile_sr.bench.latency_table import LayerConfig, load_table, lookup, measu
 from mobile_sr.bench.matmul import matmul_gmacs
 from mobile_sr.bench.report import validate
 from mobile_sr.cli import main
+from mobile_sr.core.weights import write_weights
 from mobile_sr.export import export
 from mobile_sr.models import Model, create_model
 from mobile_sr.models.deploy import profile
 from mobile_sr.models.fsrcnn import init_bicubic
-from mobile_sr.core.weights import write_weights
 
 SIZE = 48  # LR side of the exports: tiles of 32 px for the Set5 check, quick to run
 

@@ -11,8 +11,8 @@ import pytest
 from mobile_sr.bench.adb import parse_thermal
 from mobile_sr.bench.parse import ParseError, parse_benchmark_model, parse_executor_runner
 from mobile_sr.bench.report import CSV_COLUMNS, load_schema, validate, write_csv, write_json
-from mobile_sr.core.files import atomic_write
 from mobile_sr.bench.stats import Latency
+from mobile_sr.core.files import atomic_write
 
 from . import fake_adb
 

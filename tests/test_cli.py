@@ -8,8 +8,8 @@ import torch
 from click.testing import CliRunner
 
 from mobile_sr.cli import main
-from mobile_sr.models import create_model
 from mobile_sr.core.weights import write_weights
+from mobile_sr.models import create_model
 
 
 def test_eval_bicubic_prints_table_and_writes_json(tmp_path):

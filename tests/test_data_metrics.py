@@ -9,8 +9,8 @@ import torch
 
 from mobile_sr.data.datasets import TrainPatches, load_benchmark
 from mobile_sr.data.imresize import imresize, quantize
-from mobile_sr.metrics import psnr, ssim
 from mobile_sr.evaluation import bicubic_pipeline, evaluate
+from mobile_sr.metrics import psnr, ssim
 
 from .conftest import REPO
 

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from mobile_sr.cli import main
-from mobile_sr.export import verify
 from mobile_sr.core.files import sidecar_path
-from mobile_sr.export.sidecar import validate
 from mobile_sr.core.weights import write_weights
+from mobile_sr.export import verify
+from mobile_sr.export.sidecar import validate
 from tests.test_export_formats import test_model
 
 ARTIFACT = "fsrcnn_x2_64x64_fp32.onnx"

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from mobile_sr.cli import main
+from mobile_sr.core.weights import write_weights
 from mobile_sr.models import load_model
 from mobile_sr.models.ofa import OFASR, OFASubnet, largest, sample, smallest
 from mobile_sr.search import predictor, run
 from mobile_sr.search.evolution import BudgetError, EvolutionConfig, evolve
 from mobile_sr.search.latency import LatencyModel, all_layers, arch_layers, spearman
-from mobile_sr.core.weights import write_weights
 
 from .conftest import REPO
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from mobile_sr.data.datasets import load_benchmark
+from mobile_sr.evaluation import Pipeline, evaluate
 from mobile_sr.models import create_model, manifest, shipped_scales
 from mobile_sr.models.ofa import Arch
-from mobile_sr.evaluation import Pipeline, evaluate
 
 # The floor to resolve the foundation issue (Set5, Set14), and ELSR's "bicubic + 2.5 dB" at x2.
 FLOORS = {("fsrcnn", 2): (36.5, 32.2), ("fsrcnn", 4): (30.2, 27.1), ("elsr", 2): (33.67 + 2.5, None)}
