@@ -40,5 +40,8 @@ dependencies {
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.9.0")
     implementation("com.google.ai.edge.litert:litert:1.0.1")
     implementation("com.google.ai.edge.litert:litert-gpu:1.0.1")
+    // litert-gpu 1.0.1's POM does not pull in its API classes: without this, new GpuDelegate() throws
+    // NoClassDefFoundError (GpuDelegateFactory$Options) the moment "GPU delegate" is ticked.
+    implementation("com.google.ai.edge.litert:litert-gpu-api:1.0.1")
     implementation("org.pytorch:executorch-android:0.6.0")
 }

@@ -2,7 +2,6 @@ package org.mobilesr.demo
 
 import android.app.Activity
 import android.os.Bundle
-import android.os.Debug
 import android.util.Log
 import android.widget.TextView
 import java.io.File
@@ -34,7 +33,7 @@ class BenchmarkActivity : Activity() {
         thread(name = "benchmark") {
             val message = try {
                 val thermalStart = BenchmarkResults.thermal(this)
-                val run = measure(File(model), backend, threads, warmup, runs)
+                val run = Benchmark.measure(File(model), backend, threads, warmup, runs)
                 write(output, run, thermalStart)
                 run.error ?: "ok: median %.2f ms".format(Stats.of(run.samples).median)
             } catch (e: Throwable) {
@@ -48,48 +47,11 @@ class BenchmarkActivity : Activity() {
         }
     }
 
-    private fun measure(file: File, backend: String, threads: Int, warmup: Int, runs: Int): BenchRun {
-        var spec: ModelSpec? = null
-        var runtime: String? = null
-        var loadStatus: Int? = null
-        var loadMs: Double? = null
-        var firstMs: Double? = null
-        val samples = ArrayList<Double>(runs)
-        val pss0 = Debug.getPss()
-        val error = try {
-            val loaded = ModelSpec.forFile(file)
-            spec = loaded
-            val t0 = System.nanoTime()
-            SrEngine.create(file, loaded, backend, threads).use { engine ->
-                loadMs = (System.nanoTime() - t0) / 1e6
-                loadStatus = 0
-                runtime = engine.runtime
-                spec = engine.spec
-                val input = FloatArray(engine.spec.input.height * engine.spec.input.width * 3) { (it * 37 % 256) / 255f }
-                for (i in 0 until warmup + runs) {
-                    val r0 = System.nanoTime()
-                    engine.run(input)
-                    val ms = (System.nanoTime() - r0) / 1e6
-                    if (i == 0) firstMs = ms
-                    if (i >= warmup) samples += ms
-                }
-            }
-            null
-        } catch (e: OutOfMemoryError) {
-            "out of memory: ${e.message}"
-        } catch (e: Exception) {
-            if (loadMs == null) loadStatus = 1
-            "${e.javaClass.simpleName}: ${e.message}"
-        }
-        val pssMb = (Debug.getPss() - pss0) / 1024.0
-        return BenchRun(file.name, spec, runtime, threads, warmup, runs, error, loadStatus, loadMs, firstMs,
-            if (error == null) samples else emptyList(), if (error == null) pssMb else null)
-    }
-
     /** Write then rename, so `run-as … cat` never sees half a file; the name must stay in the files dir. */
     private fun write(output: String, run: BenchRun, thermalStart: org.json.JSONObject?) {
         require(output.isNotEmpty() && !output.contains('/') && output != "." && output != "..") { "bad output name $output" }
-        val doc = BenchmarkResults.document(this, run, thermalStart, BenchmarkResults.thermal(this))
+        val doc = BenchmarkResults.document(BenchmarkResults.tool(this),
+            BenchmarkResults.device(DeviceInfo.current(), thermalStart, BenchmarkResults.thermal(this)), run)
         val tmp = File(filesDir, "$output.tmp")
         tmp.writeText(doc.toString(2))
         check(tmp.renameTo(File(filesDir, output))) { "cannot rename ${tmp.name}" }

@@ -44,6 +44,29 @@ data class BenchRun(
     val pssMb: Double?,
 )
 
+/** The phone, as the results document's `device` describes it; [current] reads it from Build. */
+data class DeviceInfo(
+    val manufacturer: String,
+    val model: String,
+    val abi: String?,
+    val release: String,
+    val sdk: Int,
+    val soc: String,
+    val cpuCores: Int,
+) {
+    companion object {
+        fun current(): DeviceInfo = DeviceInfo(
+            manufacturer = Build.MANUFACTURER,
+            model = Build.MODEL,
+            abi = Build.SUPPORTED_ABIS.firstOrNull(),
+            release = Build.VERSION.RELEASE,
+            sdk = Build.VERSION.SDK_INT,
+            soc = if (Build.VERSION.SDK_INT >= 31) "${Build.SOC_MANUFACTURER} ${Build.SOC_MODEL}" else Build.HARDWARE,
+            cpuCores = Runtime.getRuntime().availableProcessors(),
+        )
+    }
+}
+
 /**
  * The results document of mobile_sr/bench/results.schema.json, one entry in "results", runner "app".
  * Why every key is written, null included: the schema requires them all, and `mobile-sr bench` validates
@@ -51,7 +74,8 @@ data class BenchRun(
  * the host fills them in.
  */
 object BenchmarkResults {
-    fun document(context: Context, run: BenchRun, thermalStart: JSONObject?, thermalEnd: JSONObject?): JSONObject {
+    /** [tool] names the app and its version; [device] is [device]'s object. */
+    fun document(tool: String, device: JSONObject, run: BenchRun): JSONObject {
         val spec = run.spec
         val ok = run.error == null
         val stats = if (ok && run.samples.isNotEmpty()) Stats.of(run.samples) else null
@@ -93,12 +117,11 @@ object BenchmarkResults {
             .put("input_size", size(spec?.input))
             .put("set5_psnr(db)", JSONObject.NULL)
             .put("median_inference_latency(ms)", JSONObject.NULL)
-        val version = context.packageManager.getPackageInfo(context.packageName, 0).versionName
         return JSONObject()
             .put("schema_version", 1)
-            .put("tool", "${context.packageName} $version")
+            .put("tool", tool)
             .put("created", Instant.now().truncatedTo(ChronoUnit.SECONDS).toString())
-            .put("device", device(thermalStart, thermalEnd))
+            .put("device", device)
             .put("matmul_peak(gmac/s)", JSONObject.NULL)
             .put("bicubic", JSONArray().put(bicubic))
             .put("results", JSONArray().put(result))
@@ -106,21 +129,22 @@ object BenchmarkResults {
 
     private fun size(t: TensorSpec?): JSONArray = JSONArray().put(t?.height ?: 1).put(t?.width ?: 1)
 
-    private fun device(thermalStart: JSONObject?, thermalEnd: JSONObject?): JSONObject {
-        val soc = if (Build.VERSION.SDK_INT >= 31) "${Build.SOC_MANUFACTURER} ${Build.SOC_MODEL}" else Build.HARDWARE
-        return JSONObject()
-            .put("kind", "android")
-            .put("serial", JSONObject.NULL) // the host knows the adb serial; reading it here needs a privileged permission
-            .put("manufacturer", Build.MANUFACTURER)
-            .put("model", Build.MODEL)
-            .put("abi", Build.SUPPORTED_ABIS.firstOrNull() ?: JSONObject.NULL)
-            .put("os", "Android ${Build.VERSION.RELEASE}")
-            .put("sdk", Build.VERSION.SDK_INT)
-            .put("soc", soc)
-            .put("cpu_cores", Runtime.getRuntime().availableProcessors())
-            .put("thermal_start", thermalStart ?: JSONObject.NULL)
-            .put("thermal_end", thermalEnd ?: JSONObject.NULL)
-    }
+    /** "<package> <versionName>", as `mobile-sr bench` records the tool that measured. */
+    fun tool(context: Context): String =
+        "${context.packageName} ${context.packageManager.getPackageInfo(context.packageName, 0).versionName}"
+
+    fun device(info: DeviceInfo, thermalStart: JSONObject?, thermalEnd: JSONObject?): JSONObject = JSONObject()
+        .put("kind", "android")
+        .put("serial", JSONObject.NULL) // the host knows the adb serial; reading it here needs a privileged permission
+        .put("manufacturer", info.manufacturer)
+        .put("model", info.model)
+        .put("abi", info.abi ?: JSONObject.NULL)
+        .put("os", "Android ${info.release}")
+        .put("sdk", info.sdk)
+        .put("soc", info.soc)
+        .put("cpu_cores", info.cpuCores)
+        .put("thermal_start", thermalStart ?: JSONObject.NULL)
+        .put("thermal_end", thermalEnd ?: JSONObject.NULL)
 
     private val THERMAL_NAMES = listOf("none", "light", "moderate", "severe", "critical", "emergency", "shutdown")
 

@@ -27,10 +27,20 @@ interface SrEngine : AutoCloseable {
          * The engine the sidecar's format asks for. [backend] is "xnnpack" or "gpu" (LiteRT only);
          * throws IllegalArgumentException for a format or backend this app cannot run, and whatever the
          * runtime throws for a missing or corrupt file (callers turn that into a message, never a crash).
+         * A runtime class or native library missing from the build (a LinkageError, which callers'
+         * `catch (e: Exception)` would miss) becomes an IllegalStateException here.
          */
         fun create(file: File, spec: ModelSpec, backend: String, threads: Int): SrEngine {
             require(file.isFile && file.length() > 0) { "model file ${file.name} is missing or empty" }
-            return when (spec.format) {
+            return try {
+                build(file, spec, backend, threads)
+            } catch (e: LinkageError) {
+                throw IllegalStateException("the ${spec.format} runtime is not usable in this build: ${e.javaClass.simpleName}: ${e.message}", e)
+            }
+        }
+
+        private fun build(file: File, spec: ModelSpec, backend: String, threads: Int): SrEngine =
+            when (spec.format) {
                 "tflite" -> {
                     require(backend == "xnnpack" || backend == "gpu") { "LiteRT backend $backend is not in this app (xnnpack, gpu)" }
                     LiteRtEngine(file, spec, threads, backend == "gpu")
@@ -41,7 +51,6 @@ interface SrEngine : AutoCloseable {
                 }
                 else -> throw IllegalArgumentException("the Android app cannot run ${spec.format} models")
             }
-        }
     }
 }
 
@@ -49,8 +58,8 @@ interface SrEngine : AutoCloseable {
 private fun index(t: TensorSpec, y: Int, x: Int, c: Int): Int =
     if (t.layout == "NHWC") (y * t.width + x) * 3 + c else (c * t.height + y) * t.width + x
 
-class LiteRtEngine(file: File, spec: ModelSpec, threads: Int, useGpu: Boolean) : SrEngine {
-    private val gpu: GpuDelegate? = if (useGpu) GpuDelegate() else null
+class LiteRtEngine(file: File, sidecar: ModelSpec, threads: Int, useGpu: Boolean) : SrEngine {
+    private val gpu: GpuDelegate? = if (useGpu) gpuDelegate() else null
     private val interpreter: Interpreter
     override val spec: ModelSpec
     override val runtime = "LiteRT (" + (if (useGpu) "GPU" else "XNNPACK") + ")"
@@ -58,17 +67,20 @@ class LiteRtEngine(file: File, spec: ModelSpec, threads: Int, useGpu: Boolean) :
     private val outBuf: ByteBuffer
 
     init {
-        val options = Interpreter.Options().setNumThreads(threads)
-        if (gpu != null) options.addDelegate(gpu) else options.setUseXNNPACK(true)
-        val mapped = FileInputStream(file).channel.use { it.map(FileChannel.MapMode.READ_ONLY, 0, it.size()) }
         interpreter = try {
+            val options = Interpreter.Options().setNumThreads(threads)
+            if (gpu != null) options.addDelegate(gpu) else options.setUseXNNPACK(true)
+            val mapped = FileInputStream(file).channel.use { it.map(FileChannel.MapMode.READ_ONLY, 0, it.size()) }
             Interpreter(mapped, options)
         } catch (e: Exception) {
             gpu?.close()
-            throw IllegalStateException("LiteRT cannot load ${file.name}: ${e.message}")
+            throw IllegalStateException("LiteRT cannot load ${file.name}: ${e.message}", e)
+        } catch (e: LinkageError) { // a missing native library or class is an Error, not an Exception
+            gpu?.close()
+            throw IllegalStateException("LiteRT cannot load ${file.name}: ${e.javaClass.simpleName}: ${e.message}", e)
         }
         // The interpreter's tensors are the truth for dtype and quantization (a name-only spec guessed float).
-        spec = spec.copy(input = fromRuntime(spec.input, 0, true), output = fromRuntime(spec.output, 0, false))
+        spec = sidecar.copy(input = fromRuntime(sidecar.input, 0, true), output = fromRuntime(sidecar.output, 0, false))
         inBuf = ByteBuffer.allocateDirect(interpreter.getInputTensor(0).numBytes()).order(ByteOrder.nativeOrder())
         outBuf = ByteBuffer.allocateDirect(interpreter.getOutputTensor(0).numBytes()).order(ByteOrder.nativeOrder())
     }
@@ -118,6 +130,20 @@ class LiteRtEngine(file: File, spec: ModelSpec, threads: Int, useGpu: Boolean) :
         interpreter.close()
         gpu?.close()
     }
+
+    private companion object {
+        /**
+         * The GPU delegate, or an IllegalStateException saying why not. Why catch LinkageError:
+         * `GpuDelegate()` needs `GpuDelegateFactory.Options` from the litert-gpu-api artifact and the
+         * delegate's native library; either missing is a NoClassDefFoundError or UnsatisfiedLinkError,
+         * which `catch (e: Exception)` in the callers would miss, killing the app or the benchmark.
+         */
+        fun gpuDelegate(): GpuDelegate = try {
+            GpuDelegate()
+        } catch (e: LinkageError) {
+            throw IllegalStateException("the LiteRT GPU delegate is not in this build (${e.javaClass.simpleName}: ${e.message})", e)
+        }
+    }
 }
 
 class ExecuTorchEngine(file: File, override val spec: ModelSpec) : SrEngine {
@@ -158,4 +184,37 @@ private fun toHwc(raw: FloatArray, o: TensorSpec): FloatArray {
         out[(y * o.width + x) * 3 + c] = raw[index(o, y, x, c)]
     }
     return out
+}
+
+/**
+ * Keeps one engine, and with it the GPU delegate, alive between upscales of the main screen: building an
+ * interpreter (and compiling GPU kernels) for every photo costs far more than one tile. It is rebuilt
+ * only when the model file, backend or thread count change. Not thread-safe: use it from one thread,
+ * which the GPU delegate needs anyway (it must run on the thread that created it).
+ */
+class EngineCache(
+    private val create: (File, ModelSpec, String, Int) -> SrEngine = SrEngine::create,
+) : AutoCloseable {
+    private data class Key(val path: String, val bytes: Long, val modified: Long, val backend: String, val threads: Int)
+
+    private var key: Key? = null
+    private var engine: SrEngine? = null
+
+    fun get(file: File, spec: ModelSpec, backend: String, threads: Int): SrEngine {
+        val wanted = Key(file.absolutePath, file.length(), file.lastModified(), backend, threads)
+        val current = engine
+        if (current != null && wanted == key) return current
+        close()
+        return create(file, spec, backend, threads).also {
+            engine = it
+            key = wanted
+        }
+    }
+
+    override fun close() {
+        val old = engine
+        engine = null
+        key = null
+        old?.close()
+    }
 }

@@ -4,65 +4,96 @@ import android.graphics.Bitmap
 import kotlin.math.abs
 import kotlin.math.floor
 import kotlin.math.roundToInt
+import kotlin.math.sqrt
 
 /** Timing of one tiled upscale: every tile's model time and the total wall time (ms). */
 data class TileTiming(val tileMs: List<Double>, val totalMs: Double)
 
 /**
- * Upscaling a photo of any size with a model of fixed input size: tiles of exactly that size, overlapping
- * by [overlap] LR pixels, each keeping only its centre (half the overlap is dropped at inner edges, where a
- * convolution sees padding). Edges are clamped, so an image smaller than one tile works too.
+ * One tile of a tiled upscale, in LR pixels (end exclusive): the core [top, bottom) x [left, right) that
+ * it pastes, and the region [t0, t1) x [l0, l1) around it that the model sees (the core plus up to
+ * OVERLAP pixels of context each side, cut at the image edge, then edge-padded to the model's input).
+ */
+data class Tile(val top: Int, val left: Int, val bottom: Int, val right: Int, val t0: Int, val l0: Int, val t1: Int, val l1: Int)
+
+/**
+ * Upscaling a photo of any size with a model of fixed input size, exactly as `mobile_sr.inference` does on
+ * the host (`upscale_tiled` over `at_fixed_size`, core `fixed_tile`), so the Set5 PSNR `mobile-sr bench`
+ * reports is that of this code: square cores of min(h, w) - 2 * OVERLAP pixels, each run with OVERLAP
+ * pixels of context on every side, so seams never see padding. tests/test_android_jvm.py compares the two.
  */
 object Tiler {
-    /** Tile origins along one axis: step tile - overlap, the last one flush with the end. */
-    fun starts(n: Int, tile: Int, overlap: Int): List<Int> {
-        if (n <= tile) return listOf(0)
-        val step = (tile - overlap).coerceAtLeast(1)
-        val out = mutableListOf<Int>()
-        var s = 0
-        while (s < n - tile) {
-            out += s
-            s += step
+    /** LR pixels of context around each core: mobile_sr.inference.OVERLAP. */
+    const val OVERLAP = 8
+
+    /** Output size cap: a 16 MP ARGB bitmap is 64 MB, under Android's 100 MB draw limit and iOS's memory. */
+    const val MAX_OUTPUT_PIXELS = 16_000_000L
+
+    /** Core side that leaves [overlap] of context inside an [inH] x [inW] input (mobile_sr.inference.fixed_tile). */
+    fun core(inH: Int, inW: Int, overlap: Int = OVERLAP): Int = minOf(inH, inW) - 2 * overlap
+
+    /** The tiles of a [width] x [height] image, row by row, for a model of input [inH] x [inW]. */
+    fun plan(width: Int, height: Int, inH: Int, inW: Int, overlap: Int = OVERLAP): List<Tile> {
+        val tile = core(inH, inW, overlap)
+        require(width > 0 && height > 0) { "empty image ${width}x$height" }
+        require(tile >= 1) { "a ${inH}x$inW model input leaves no core inside $overlap pixels of context" }
+        if (height <= tile && width <= tile) return listOf(Tile(0, 0, height, width, 0, 0, height, width))
+        val out = ArrayList<Tile>()
+        for (top in 0 until height step tile) for (left in 0 until width step tile) {
+            val bottom = minOf(top + tile, height)
+            val right = minOf(left + tile, width)
+            out += Tile(top, left, bottom, right, maxOf(top - overlap, 0), maxOf(left - overlap, 0),
+                minOf(bottom + overlap, height), minOf(right + overlap, width))
         }
-        out += n - tile
         return out
     }
 
-    fun upscale(src: Bitmap, engine: SrEngine, overlap: Int = 8, isCancelled: () -> Boolean = { false }): Pair<Bitmap, TileTiming> {
+    /**
+     * The largest size with the photo's aspect ratio whose output at [scale] stays within
+     * [maxOutputPixels]: what to decode a [width] x [height] photo to before upscaling it.
+     */
+    fun fitInput(width: Int, height: Int, scale: Int, maxOutputPixels: Long = MAX_OUTPUT_PIXELS): Pair<Int, Int> {
+        require(width > 0 && height > 0 && scale > 0) { "bad size ${width}x$height at x$scale" }
+        val maxIn = maxOutputPixels / (scale.toLong() * scale)
+        val px = width.toLong() * height
+        if (px <= maxIn) return width to height
+        val k = sqrt(maxIn.toDouble() / px)
+        return (width * k).toInt().coerceAtLeast(1) to (height * k).toInt().coerceAtLeast(1)
+    }
+
+    fun upscale(src: Bitmap, engine: SrEngine, isCancelled: () -> Boolean = { false }): Pair<Bitmap, TileTiming> {
         val spec = engine.spec
         val th = spec.input.height
         val tw = spec.input.width
         val s = spec.scale
         val w = src.width
         val h = src.height
+        // A photo decoded for a smaller scale must not reach here: the output bitmap would not fit in memory.
+        require(w.toLong() * h * s * s <= MAX_OUTPUT_PIXELS) {
+            "a ${w}x$h photo at x$s is over ${MAX_OUTPUT_PIXELS / 1_000_000} MP; decode it smaller"
+        }
         val pixels = IntArray(w * h).also { src.getPixels(it, 0, w, 0, 0, w, h) }
         val out = IntArray(w * s * h * s)
-        val ov = overlap.coerceAtMost(minOf(th, tw) / 2)
-        val xs = starts(w, tw, ov)
-        val ys = starts(h, th, ov)
-        val tileMs = ArrayList<Double>(xs.size * ys.size)
+        val tiles = plan(w, h, th, tw)
+        val tileMs = ArrayList<Double>(tiles.size)
         val t0 = System.nanoTime()
-        val tile = FloatArray(th * tw * 3)
-        for (y0 in ys) for (x0 in xs) {
+        val input = FloatArray(th * tw * 3)
+        val ow = tw * s
+        for (t in tiles) {
             if (isCancelled()) throw java.util.concurrent.CancellationException("cancelled")
+            // The region, edge-padded at its bottom and right to the model's input (at_fixed_size).
             for (y in 0 until th) for (x in 0 until tw) {
-                val p = pixels[minOf(y0 + y, h - 1) * w + minOf(x0 + x, w - 1)]
+                val p = pixels[minOf(t.t0 + y, t.t1 - 1) * w + minOf(t.l0 + x, t.l1 - 1)]
                 val i = (y * tw + x) * 3
-                tile[i] = ((p shr 16) and 0xff) / 255f
-                tile[i + 1] = ((p shr 8) and 0xff) / 255f
-                tile[i + 2] = (p and 0xff) / 255f
+                input[i] = ((p shr 16) and 0xff) / 255f
+                input[i + 1] = ((p shr 8) and 0xff) / 255f
+                input[i + 2] = (p and 0xff) / 255f
             }
             val r0 = System.nanoTime()
-            val sr = engine.run(tile)
+            val sr = engine.run(input)
             tileMs += (System.nanoTime() - r0) / 1e6
-            // Kept LR region of this tile: drop half the overlap at inner edges, never beyond the image.
-            val kx0 = if (x0 == 0) 0 else x0 + ov / 2
-            val ky0 = if (y0 == 0) 0 else y0 + ov / 2
-            val kx1 = minOf(if (x0 == xs.last()) x0 + tw else x0 + tw - ov / 2, w)
-            val ky1 = minOf(if (y0 == ys.last()) y0 + th else y0 + th - ov / 2, h)
-            val ow = tw * s
-            for (oy in ky0 * s until ky1 * s) for (ox in kx0 * s until kx1 * s) {
-                val i = ((oy - y0 * s) * ow + (ox - x0 * s)) * 3
+            for (oy in t.top * s until t.bottom * s) for (ox in t.left * s until t.right * s) {
+                val i = ((oy - t.t0 * s) * ow + (ox - t.l0 * s)) * 3
                 out[oy * w * s + ox] = argb(sr[i], sr[i + 1], sr[i + 2])
             }
         }
