@@ -12,14 +12,31 @@ given to the bench is a script calling ``--tool benchmark_model`` or ``--tool ex
 
 Every invocation appends its argv as one JSON line to ``$FAKE_ADB_LOG`` (tools log ``["<tool>", ...]``).
 
+It prints what adb prints, failures included, in two versions: ``current`` (platform-tools of the last
+years: ``adb: device 'X' not found``, ``adb: device offline``, ``adb: device unauthorized.`` + the
+``$ADB_VENDOR_KEYS`` lines, ``adb: error: failed to get feature set: ...`` for push/pull) and ``old``
+(Debian's adb 29, the pre-2020 strings: ``error: device 'X' not found``, push errors on stdout, install
+exiting 255); tests/test_real_adb.py checks ``old`` against that binary. Exit codes are adb's: ``adb shell``
+returns the command's status over the shell v2 protocol and 255 when the connection drops; without it,
+0 whatever happened, with stderr merged into stdout and CRLF line ends (a pty).
+
+A call that hangs (FAKE_ADB_HANG, FAKE_BENCH_MODE=hang) first writes its pid to ``$FAKE_ADB_ROOT/.hanging``:
+the file signal the tests wait on instead of a clock.
+
 Knobs (environment variables):
+  FAKE_ADB_VERSION      current (default) | old
+  FAKE_ADB_SHELL_V2     1 (default) | 0: the phone's adbd has no shell v2 protocol (Android 6 and older)
+  FAKE_ADB_SERVER       running (default) | cold: the first call starts the daemon (its two `*` lines on
+                        stderr) | fail: the daemon cannot start (port taken), as adb 29 reports it
   FAKE_ADB_DEVICES      "serial:state,..." (default "emulator-5554:device"; "" = no device)
-  FAKE_ADB_LOSE_AFTER   N: every call to a device after the first N fails with "device not found"
-  FAKE_ADB_HANG         substring: an adb call whose joined argv contains it sleeps for a minute
+  FAKE_ADB_LOSE_AFTER   N: the phone is unplugged after N calls to it; later ones fail with "not found"
+  FAKE_ADB_DROP         substring: the phone is unplugged while the shell command containing it runs
+  FAKE_ADB_HANG         substring: an adb call whose joined argv contains it hangs (a minute)
   FAKE_ADB_THERMAL      "absent": no thermalservice
   FAKE_ADB_INSTALL      "fail": adb install fails
   FAKE_BENCH_MODE       ok | old | crash | garbage | hang   (benchmark binaries)
-  FAKE_APP_MODE         ok | delay | never | garbage | invalid | error | noactivity   (the demo app)
+  FAKE_APP_MODE         ok | delay | never | garbage | invalid | error | noactivity   (the demo app; delay:
+                        the results appear right after the first read that finds none)
 """
 
 from __future__ import annotations
@@ -46,6 +63,9 @@ PROPS = {
     "ro.soc.model": "GS201",
     "ro.board.platform": "gs201",
 }
+VENDOR_KEYS = """This adb server's $ADB_VENDOR_KEYS is not set
+Try 'adb kill-server' if that seems wrong.
+Otherwise check for a confirmation dialog on your device."""
 THERMAL = """IsStatusOverride: false
 ThermalEventListeners:
 \tcallbacks: 1
@@ -70,8 +90,24 @@ def log(argv: list[str]) -> None:
 
 
 def devices() -> list[tuple[str, str]]:
+    """The attached devices, less an unplugged one."""
     spec = os.environ.get("FAKE_ADB_DEVICES", "emulator-5554:device")
-    return [tuple(item.split(":", 1)) for item in spec.split(",") if item]  # type: ignore[misc]
+    gone = (ROOT / ".gone").read_text() if (ROOT / ".gone").exists() else None
+    return [tuple(item.split(":", 1)) for item in spec.split(",") if item and item.split(":")[0] != gone]  # type: ignore[misc]
+
+
+def old() -> bool:
+    return os.environ.get("FAKE_ADB_VERSION", "current") == "old"
+
+
+def unplug(serial: str) -> None:
+    (ROOT / ".gone").write_text(serial)
+
+
+def hang() -> None:
+    """Hang for a minute, first telling the tests so (the file signal they wait on)."""
+    (ROOT / ".hanging").write_text(str(os.getpid()))
+    time.sleep(60)
 
 
 def die(msg: str, code: int = 1) -> None:
@@ -94,21 +130,63 @@ def install_tools() -> None:
             script.chmod(0o755)
 
 
-def count_device_call() -> None:
+def lose_now(serial: str) -> bool:
+    """FAKE_ADB_LOSE_AFTER: count this call to the phone; unplug it once N calls have answered."""
     lose_after = os.environ.get("FAKE_ADB_LOSE_AFTER")
     if lose_after is None:
-        return
+        return False
     counter = ROOT / ".device_calls"
     n = int(counter.read_text()) if counter.exists() else 0
     counter.write_text(str(n + 1))
     if n >= int(lose_after):
-        die(f"error: device '{os.environ.get('FAKE_SERIAL', 'emulator-5554')}' not found")
+        unplug(serial)
+        return True
+    return False
+
+
+def server() -> None:
+    """The adb server, as the client reports starting it (on stderr, as adb 29 and current adb do)."""
+    mode = os.environ.get("FAKE_ADB_SERVER", "running")
+    started = ROOT / ".server"
+    if mode == "running" or started.exists():
+        return
+    port = os.environ.get("ANDROID_ADB_SERVER_PORT", "5037")
+    sys.stderr.write(f"* daemon not running; starting now at tcp:{port}\n")
+    if mode == "cold":
+        started.write_text(port)
+        sys.stderr.write("* daemon started successfully\n")
+        return
+    pid, now = os.getpid() + 1, time.strftime("%m-%d %H:%M:%S")
+    version = ["Version 29.0.6-debian", "Installed as /usr/lib/android-sdk/platform-tools/adb"] if old() else \
+        ["Version 35.0.2-12147458", "Installed as /opt/android-sdk/platform-tools/adb", "Running on Linux 6.1.0 (x86_64)"]
+    log = [f"adb I {now} {pid:5d} {pid:5d} main.cpp:60] {line}"
+           for line in ["Android Debug Bridge version 1.0.41", *version, ""]]
+    startup_log = f"{os.environ.get('TMPDIR', '/tmp')}/adb.{os.getuid()}.log"
+    die("\n".join(["ADB server didn't ACK", f"Full server startup log: {startup_log}",
+                   f"Server had pid: {pid}", f"--- adb starting (pid {pid}) ---", *log,
+                   f"adb F {now} {pid:5d} {pid:5d} main.cpp:144] could not install *smartsocket* listener: "
+                   "Address already in use", "", "* failed to start daemon",
+                   "adb: failed to check server version: cannot connect to daemon"]))
+
+
+def refuse(serial: str, state: str | None, cmd: str) -> None:
+    """A command to a device that is not there (state None) or not usable, worded as adb words it."""
+    reason = f"device '{serial}' not found" if state is None else \
+        "device unauthorized.\n" + VENDOR_KEYS if state == "unauthorized" else f"device {state}"
+    if cmd in ("push", "pull"):  # the sync client reports it; adb 29 printed that on stdout
+        print(f"adb: error: failed to get feature set: {reason}", file=sys.stdout if old() else sys.stderr)
+        sys.exit(1)
+    if cmd == "install" and old():
+        print(f"Performing Push Install\nadb: error: failed to get feature set: {reason}")
+        die(f"error: {reason}", 255)
+    die(("error: " if old() else "adb: ") + reason)
 
 
 def adb(argv: list[str]) -> None:
-    hang = os.environ.get("FAKE_ADB_HANG")
-    if hang and hang in " ".join(argv):
-        time.sleep(60)
+    hung = os.environ.get("FAKE_ADB_HANG")
+    if hung and hung in " ".join(argv):
+        hang()
+    server()
     if argv[:1] == ["devices"]:
         print("List of devices attached")
         for serial, state in devices():
@@ -119,12 +197,10 @@ def adb(argv: list[str]) -> None:
         die("fake adb: every device command must name its device with -s SERIAL")
     serial, cmd, args = argv[1], argv[2], argv[3:]
     state = dict(devices()).get(serial)
-    if state is None:
-        die(f"error: device '{serial}' not found")
+    if state == "device" and lose_now(serial):
+        state = None
     if state != "device":
-        die(f"error: device {state}")
-    os.environ["FAKE_SERIAL"] = serial
-    count_device_call()
+        refuse(serial, state, cmd)
     install_tools()
     if cmd == "push":
         local, remote = Path(args[0]), to_host(args[1])
@@ -143,13 +219,30 @@ def adb(argv: list[str]) -> None:
         (ROOT / "data" / "data" / PACKAGE / "files").mkdir(parents=True, exist_ok=True)
         print("Performing Streamed Install\nSuccess")
     elif cmd == "shell":
-        command = " ".join(args).replace("/data/", f"{ROOT}/data/")
-        env = {**os.environ, "PATH": f"{ROOT / 'system' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        sys.stdout.flush()
-        rc = subprocess.run(["sh", "-c", command], cwd=ROOT, env=env).returncode
-        sys.exit(128 - rc if rc < 0 else rc)  # killed by a signal: report it as a shell does (139 = SIGSEGV)
+        shell(serial, " ".join(args))
     else:
         die(f"fake adb: unknown command {cmd}")
+
+
+def shell(serial: str, command: str) -> None:
+    """``adb shell``: the command runs in the phone's ``sh``; adb's exit code depends on the protocol."""
+    v2 = os.environ.get("FAKE_ADB_SHELL_V2", "1") == "1"
+    drop = os.environ.get("FAKE_ADB_DROP")
+    if drop and drop in command:  # the cable is pulled: no exit status ever arrives
+        unplug(serial)
+        sys.exit(255 if v2 else 0)
+    env = {**os.environ, "PATH": f"{ROOT / 'system' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    argv = ["sh", "-c", command.replace("/data/", f"{ROOT}/data/")]
+    sys.stdout.flush()
+    if v2:
+        rc = subprocess.run(argv, cwd=ROOT, env=env).returncode
+        sys.exit(128 - rc if rc < 0 else rc)  # killed by a signal: report it as a shell does (139 = SIGSEGV)
+    # No shell v2: a pty joins stderr to stdout and ends lines with CRLF; the exit status is lost.
+    with subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.buffer.write(line.replace(b"\n", b"\r\n"))
+    sys.exit(0)
 
 
 # ---- the phone's tools -------------------------------------------------------------------------------
@@ -173,6 +266,11 @@ def tool(name: str, args: list[str]) -> None:
         if not (ROOT / "data" / "app" / args[0]).is_dir():
             die(f"run-as: unknown package: {args[0]}")
         os.chdir(ROOT / "data" / "data" / args[0])
+        pending = Path(f"{args[-1]}.pending")
+        if args[1] == "cat" and pending.exists():  # FAKE_APP_MODE=delay: the app finishes just after this read
+            rc = subprocess.run(args[1:]).returncode
+            os.replace(pending, args[-1])
+            sys.exit(rc)
         os.execvp(args[1], args[1:])
     elif name == "am":
         am(args)
@@ -197,10 +295,8 @@ def am(args: list[str]) -> None:
         return
     out = ROOT / "data" / "data" / PACKAGE / "files" / extras["output"]
     doc = app_results(extras)
-    if mode == "delay":  # the app finishes later: a detached writer that holds none of adb's pipes
-        subprocess.Popen([sys.executable, "-S", __file__, "--write-later", str(out), json.dumps(doc)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+    if mode == "delay":  # the app is still running: run-as writes its results after the next read
+        out.with_name(out.name + ".pending").write_text(json.dumps(doc))
         return
     text = {"garbage": "{not json", "invalid": json.dumps({"schema_version": 1, "results": []})}.get(mode, json.dumps(doc))
     write_atomic(out, text)
@@ -245,7 +341,7 @@ def flags(args: list[str]) -> dict[str, str]:
 def bench_mode_prologue() -> str:
     mode = os.environ.get("FAKE_BENCH_MODE", "ok")
     if mode == "hang":
-        time.sleep(60)
+        hang()
     return mode
 
 
@@ -315,10 +411,6 @@ def executor_runner(args: list[str]) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv[:1] == ["--write-later"]:
-        time.sleep(1.5)
-        write_atomic(Path(argv[1]), argv[2])
-        return
     if argv[:1] == ["--tool"]:
         log([argv[1], *argv[2:]])
         tool(argv[1], argv[2:])

@@ -1,10 +1,17 @@
 """Android benchmarks against tests/fake_adb.py: the exact adb commands, quoting, parsing, the app contract and
-every failure (no adb, no device, unauthorized, offline, lost device, crash, garbage, timeouts) as one line."""
+every failure (no adb, no device, unauthorized, offline, lost device, daemon failure, crash, garbage, timeouts,
+Ctrl-C and SIGTERM) as one line, with current adb's strings and exit codes and with adb 29's.
+
+No test waits on the clock: a hanging fake call writes a file signal that the ``communicate`` hook turns into
+the timeout, the app's polling runs on a fake clock, and the signal tests wait for the hang to begin."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +19,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mobile_sr.bench import adb as adb_mod
+from mobile_sr.bench import remote
+from mobile_sr.bench.adb import LOST, Adb, AdbError, execute, why
 from mobile_sr.bench.latency_table import LayerConfig, lookup, measure_layers
 from mobile_sr.bench.report import validate
 from mobile_sr.bench.run import connect
@@ -21,6 +31,7 @@ from mobile_sr.export.sidecar import validate as validate_sidecar
 FAKE = Path(__file__).resolve().parent / "fake_adb.py"
 SERIAL = "emulator-5554"
 REMOTE = "/data/local/tmp/mobile_sr"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def sidecar(path: Path, fmt: str, precision: str = "fp32", size: int = 32) -> dict:
@@ -57,6 +68,48 @@ def make_artifact(folder: Path, name: str) -> Path:
     return path
 
 
+class FakeClock:
+    """remote's polling clock: sleeping moves it on at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def expire_on_hang(hanging: Path, timeouts: list[float]):
+    """adb.communicate for the tests: no real timeout; a call expires when the fake says it hangs (it writes
+    ``hanging``, renamed to ``.hung`` here so the test can check that process was killed)."""
+    def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+        timeouts.append(timeout)
+        while True:
+            try:
+                return proc.communicate(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                if hanging.exists():
+                    hanging.replace(hanging.with_name(".hung"))
+                    raise subprocess.TimeoutExpired(proc.args, timeout) from None
+    return communicate
+
+
+def gone(pid: int, limit_s: float = 60.0) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie): SIGKILL takes effect at once, the limit is generous."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 class Phone:
     """The fake device: its storage folder, the adb wrapper, the log of every command."""
 
@@ -70,9 +123,18 @@ class Phone:
         self.monkeypatch = monkeypatch
         monkeypatch.setenv("FAKE_ADB_ROOT", str(self.root))
         monkeypatch.setenv("FAKE_ADB_LOG", str(self.log_path))
-        monkeypatch.delenv("ANDROID_SERIAL", raising=False)
-        monkeypatch.delenv("ADB", raising=False)
+        for name in ("ANDROID_SERIAL", "ADB", "FAKE_ADB_VERSION", "FAKE_ADB_SHELL_V2", "FAKE_ADB_SERVER"):
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.chdir(self.work)
+        self.timeouts: list[float] = []
+        monkeypatch.setattr(adb_mod, "communicate", expire_on_hang(self.root / ".hanging", self.timeouts))
+        self.clock = FakeClock()
+        monkeypatch.setattr(remote, "clock", self.clock.clock)
+        monkeypatch.setattr(remote, "pause", self.clock.pause)
+
+    def hung_pid(self) -> int:
+        """The pid of the last call that hung (and timed out)."""
+        return int((self.root / ".hung").read_text())
 
     @staticmethod
     def _script(path: Path, args: str) -> Path:
@@ -108,7 +170,8 @@ def phone(tmp_path, monkeypatch) -> Phone:
 
 
 def shell(cmd: list[str]) -> list[str]:
-    return ["-s", SERIAL, "shell", " ".join(shlex.quote(c) for c in cmd)]
+    """The adb call that runs ``cmd`` on the phone: quoted words, then the echo that carries its status."""
+    return ["-s", SERIAL, "shell", " ".join(shlex.quote(c) for c in cmd) + "; echo :mobile_sr_exit:$?"]
 
 
 def test_tflite_binary_exact_commands_parsing_and_cleanup(phone, tmp_path):
@@ -196,31 +259,177 @@ def test_binary_failures_are_one_line_and_clean_up(phone, tmp_path, mode, messag
     assert phone.leftovers() == []
 
 
-def test_binary_timeout_never_hangs(phone, tmp_path):
+def test_binary_timeout_kills_the_binary_and_stops(phone, tmp_path):
     phone.env(FAKE_BENCH_MODE="hang")
     art = make_artifact(phone.work, "a.tflite")
-    t0 = time.monotonic()
     res = phone.bench(str(art), "--binary", str(phone.tflite_bin), "--timeout", "2", "--json", str(tmp_path / "r.json"))
-    assert time.monotonic() - t0 < 20
     assert res.exit_code == 1
-    assert "timed out after 2 s" in res.output and res.output.count("\n") == 1
+    assert res.output == f"error: `adb shell {REMOTE}/benchmark_model --graph={REMOTE}/a.tflite --num_threads=1 " \
+        "--warmup_runs=2 ...` timed out after 2 s\n"
+    assert gone(phone.hung_pid())  # the binary on the "phone" (adb's grandchild) was killed with adb
     assert not (tmp_path / "r.json").exists()
 
 
-def test_adb_hang_never_hangs(phone):
+@pytest.mark.parametrize(("timeout", "shown"), [("1", "1"), ("600", "30")])
+def test_adb_devices_has_a_short_timeout_of_its_own(phone, timeout, shown):
     phone.env(FAKE_ADB_HANG="devices")
-    res = phone.bench(str(make_artifact(phone.work, "a.tflite")), "--binary", str(phone.tflite_bin), "--timeout", "1")
-    assert res.exit_code == 1 and "`" in res.output and "devices` timed out after 1 s" in res.output
+    res = phone.bench(str(make_artifact(phone.work, "a.tflite")), "--binary", str(phone.tflite_bin), "--timeout", timeout)
+    assert res.exit_code == 1
+    assert res.output == f"error: `{phone.adb} devices` timed out after {shown} s\n"
+    assert phone.timeouts == [float(shown)]
+    assert gone(phone.hung_pid())
 
 
-def test_device_lost_mid_run(phone, tmp_path):
-    phone.env(FAKE_ADB_LOSE_AFTER="5")  # getprop, dumpsys, mkdir, 2 pushes answer; then the device is gone
+@pytest.mark.parametrize(("version", "lose_after", "said"), [
+    ("current", "5", f"adb: device '{SERIAL}' not found"),  # getprop, dumpsys, mkdir, 2 pushes; then chmod
+    ("old", "5", f"error: device '{SERIAL}' not found"),
+    ("current", "3", f"adb: error: failed to get feature set: device '{SERIAL}' not found"),  # the first push
+    ("old", "3", f"adb: error: failed to get feature set: device '{SERIAL}' not found"),  # adb 29: on stdout
+])
+def test_device_lost_between_commands(phone, tmp_path, version, lose_after, said):
+    phone.env(FAKE_ADB_VERSION=version, FAKE_ADB_LOSE_AFTER=lose_after)
     arts = [make_artifact(phone.work, "a.tflite"), make_artifact(phone.work, "b.tflite")]
     res = phone.bench(*map(str, arts), "--binary", str(phone.tflite_bin), "--json", str(tmp_path / "r.json"))
     assert res.exit_code == 1
-    assert f"error: device {SERIAL} was lost during the run (error: device '{SERIAL}' not found)" in res.output
-    assert res.output.count("\n") == 1
+    assert res.output == f"error: device {SERIAL} was lost during the run ({said})\n"
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("version", ["current", "old"])
+@pytest.mark.parametrize(("v2", "rc"), [("1", 255), ("0", 0)])
+def test_device_lost_during_benchmark_model(phone, tmp_path, version, v2, rc):
+    """The cable is pulled while the binary runs: adb exits 255 (shell v2) or 0 (no v2) and prints nothing."""
+    phone.env(FAKE_ADB_VERSION=version, FAKE_ADB_SHELL_V2=v2, FAKE_ADB_DROP="--graph=")
+    arts = [make_artifact(phone.work, "a.tflite"), make_artifact(phone.work, "b.tflite")]
+    res = phone.bench(*map(str, arts), "--binary", str(phone.tflite_bin), "--json", str(tmp_path / "r.json"))
+    assert res.exit_code == 1
+    assert res.output == f"error: device {SERIAL} was lost during the run (the connection closed during " \
+        f"`adb shell {REMOTE}/benchmark_model --graph={REMOTE}/a.tflite --num_threads=1 --warmup_runs=2 ...`, " \
+        f"adb exit {rc})\n"
+    assert not (tmp_path / "r.json").exists()
+    assert not [c for c in phone.log() if c[0] == "benchmark_model"]
+
+
+@pytest.mark.parametrize("version", ["current", "old"])
+def test_phone_without_shell_v2(phone, tmp_path, version):
+    """adb shell exits 0 whatever the command did, stderr joins stdout, lines end in CRLF: results are the same,
+    and a crash is still a crash."""
+    phone.env(FAKE_ADB_VERSION=version, FAKE_ADB_SHELL_V2="0")
+    art = make_artifact(phone.work, "m_x2.tflite")
+    res = phone.bench(str(art), "--binary", str(phone.tflite_bin), "--json", str(tmp_path / "r.json"))
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert r["median_inference_latency(ms)"] == 74.43 and r["peak_memory(mb)"] == 12.25
+    phone.env(FAKE_BENCH_MODE="crash")
+    res = phone.bench(str(art), "--binary", str(phone.tflite_bin))
+    assert res.exit_code == 1 and "m_x2.tflite: FAILED: benchmark_model crashed (signal 11)" in res.output
+    assert phone.leftovers() == []
+
+
+@pytest.mark.parametrize("v2", ["1", "0"])
+def test_shell_status_comes_from_the_phone(phone, v2):
+    """The status is the command's, whatever the protocol; a command's own output that reads like an adb error
+    is not a lost device."""
+    phone.env(FAKE_ADB_SHELL_V2=v2)
+    dev = Adb(str(phone.adb), SERIAL, 30)
+    assert dev.shell("sh", "-c", "printf 'no newline'; exit 3") == (3, "no newline", "")
+    rc, out, err = dev.shell("sh", "-c", "echo 'error: device offline' >&2; exit 1")
+    assert rc == 1 and "error: device offline" in out + err
+    with pytest.raises(AdbError, match=r"`adb shell false` failed \(exit 1\): \(no output\)"):
+        dev.shell_check("false")
+
+
+@pytest.mark.parametrize(("server", "code", "output"), [
+    ("cold", 0, "Pixel 7"),
+    ("fail", 1, "error: `adb devices` failed (exit 1): the adb server did not start: could not install "
+                "*smartsocket* listener: Address already in use\n"),
+])
+def test_adb_server_start(phone, server, code, output):
+    phone.env(FAKE_ADB_SERVER=server)
+    res = phone.bench(str(make_artifact(phone.work, "a.tflite")), "--binary", str(phone.tflite_bin))
+    assert res.exit_code == code, res.output
+    assert output in res.output and "daemon" not in res.output
+    if code:
+        assert res.output == output
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("adb: device 'X' not found", "adb: device 'X' not found"),
+    ("adb: device offline", "adb: device offline"),
+    ("adb: device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set\n", "adb: device unauthorized."),
+    ("adb: error: failed to get feature set: device 'X' not found", None),
+    ("adb: error: failed to get feature set: device offline", None),
+    ("adb: no devices/emulators found", None),
+    ("error: device 'X' not found", None),
+    ("error: device offline", None),
+    ("error: device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set", "error: device unauthorized."),
+    ("error: closed", None),
+    ("* daemon not running; starting now at tcp:5037\n* daemon started successfully\nerror: device 'X' not found",
+     "error: device 'X' not found"),
+    ("adb: failed to check server version: cannot connect to daemon", None),
+])
+def test_lost_device_strings(text, line):
+    m = LOST.search(text)
+    assert m is not None and m.group(0) == (line or text)
+
+
+@pytest.mark.parametrize("text", ["adb: failed to install a.apk: Failure [INSTALL_FAILED_NO_MATCHING_ABIS]",
+                                  "adb: error: cannot stat 'x': No such file or directory",
+                                  "ERROR: Could not open 'm.tflite'.", "my device offline", "sh: error: closed"])
+def test_other_failures_are_not_lost_devices(text):
+    assert LOST.search(text) is None
+
+
+def test_why_names_the_cause_not_the_daemon_notice():
+    assert why("* daemon not running; starting now at tcp:5037\n* daemon started successfully\n"
+               "error: device 'X' not found\n") == "error: device 'X' not found"
+    assert why("", "Performing Streamed Install\nadb: failed to install a.apk: Failure [X]\n") == \
+        "adb: failed to install a.apk: Failure [X]"
+    assert why("* daemon not running; starting now at tcp:5037\n") == "* daemon not running; starting now at tcp:5037"
+
+
+def test_real_timeout_kills_the_process_group(tmp_path, monkeypatch):
+    """The production communicate (no hook): a child that would run a minute, with a grandchild, is killed as
+    a group when its timeout passes. The hook only waits for the grandchild to exist before timing starts."""
+    pidfile = tmp_path / "pid"
+    real = adb_mod.communicate
+
+    def started_then_real(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            time.sleep(0.01)
+        return real(proc, timeout)
+
+    monkeypatch.setattr(adb_mod, "communicate", started_then_real)
+    with pytest.raises(AdbError, match=r"^`slow` timed out after 0.2 s$"):
+        execute(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], 0.2, shown="slow")
+    assert gone(int(pidfile.read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_and_sigterm_kill_the_adb_process_group(phone, tmp_path, sig, code, said):
+    """A real `mobile-sr bench` process, signalled once the binary hangs on the "phone": adb and the binary
+    are killed, one error line, the signal's exit code, no JSON, and nothing more is sent to the phone."""
+    phone.env(FAKE_BENCH_MODE="hang")
+    art = make_artifact(phone.work, "a.tflite")
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "mobile_sr", "bench", "--no-progress", "--no-psnr", "--device",
+                             "adb", "--adb", str(phone.adb), "--binary", str(phone.tflite_bin), "--json", str(out),
+                             str(art)], cwd=phone.work, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hanging = phone.root / ".hanging"
+    while not (hanging.exists() and hanging.read_text()) and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    calls = len(phone.adb_calls())
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert stderr.startswith(f"error: {said} during `adb shell {REMOTE}/benchmark_model") and stderr.count("\n") == 1
+    assert gone(int(hanging.read_text()))
+    assert not out.exists() and stdout == ""
+    assert len(phone.adb_calls()) == calls  # no clean-up calls after the signal
 
 
 @pytest.mark.parametrize(("devices", "extra", "code", "message"), [
@@ -315,8 +524,8 @@ def test_app_results_are_polled_until_written(phone):
     (phone.root / "data" / "data" / "org.mobilesr.demo" / "files").mkdir(parents=True)
     res = phone.bench(str(make_artifact(phone.work, "m.tflite")), "--runner", "app")
     assert res.exit_code == 0, res.output
-    reads = [c for c in phone.adb_calls() if c[-1].endswith("cat files/mobile_sr_results.json")]
-    assert len(reads) >= 2  # not there yet, then there
+    reads = [c for c in phone.adb_calls() if c[-1].startswith("run-as org.mobilesr.demo cat files/mobile_sr_results")]
+    assert len(reads) == 2 and phone.clock.now == 1.0  # not there yet, one poll interval, then there
 
 
 @pytest.mark.parametrize(("mode", "message"), [
@@ -333,7 +542,10 @@ def test_app_failures(phone, mode, message):
     res = phone.bench(str(make_artifact(phone.work, "m.tflite")), "--runner", "app", "--apk", str(apk), timeout=3)
     assert res.exit_code == 1
     assert f"m.tflite: FAILED: {message}" in res.output
-    if mode == "never":
+    if mode == "never":  # read at 0, 1, 2 and 3 s of the fake clock; the next one would be past the 3 s
+        reads = [c for c in phone.adb_calls() if c == shell(["run-as", "org.mobilesr.demo", "cat",
+                                                            "files/mobile_sr_results.json"])]
+        assert len(reads) == 4 and phone.clock.now == 3.0
         assert shell(["am", "force-stop", "org.mobilesr.demo"]) in phone.adb_calls()
     assert phone.leftovers() == []
 

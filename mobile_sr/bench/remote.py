@@ -14,16 +14,20 @@ The activity runs the model and writes a results document (``results.schema.json
 a file; then it finishes. We poll ``run-as org.mobilesr.demo cat files/<output>`` until it is there.
 
 A failure of this artifact (binary crash, unparseable output, app error or timeout) raises RunFailed
-and the bench goes on with the next one; a failure of the device raises AdbError and stops it.
+and the bench goes on with the next one; a failure of the device raises AdbError and stops it. Files
+pushed for a run are removed afterwards, whatever happened, except after Ctrl-C or SIGTERM (adb.Interrupted):
+then nothing more is sent to the phone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .adb import Adb, AdbError
+from .adb import Adb, AdbError, Interrupted
 from .parse import ParseError, parse_benchmark_model, parse_executor_runner
 from .report import validate
 from .stats import Latency, Measurement
@@ -33,6 +37,9 @@ APP_PACKAGE = "org.mobilesr.demo"
 APP_ACTIVITY = ".BenchmarkActivity"
 APP_OUTPUT = "mobile_sr_results.json"
 BINARY_FORMATS = {"tflite": "benchmark_model", "executorch": "executor_runner"}
+# What _poll_results waits by: a hook, so that tests give it a fake clock and a deadline costs no real time.
+clock: Callable[[], float] = time.monotonic
+pause: Callable[[float], None] = time.sleep
 
 
 class RunFailed(RuntimeError):
@@ -72,7 +79,7 @@ def run_binary(adb: Adb, artifact: Path, fmt: str, binary: Path, threads: int, w
     """Push, run, parse, clean up. The device's timeout bounds the run itself."""
     remote_model, remote_bin = f"{REMOTE_DIR}/{artifact.name}", f"{REMOTE_DIR}/{binary.name}"
     adb.shell_check("mkdir", "-p", REMOTE_DIR)
-    try:
+    with _afterwards(adb, ("rm", "-f", remote_model, remote_bin)):
         adb.push(binary, remote_bin)
         adb.push(artifact, remote_model)
         adb.shell_check("chmod", "755", remote_bin)
@@ -87,14 +94,29 @@ def run_binary(adb: Adb, artifact: Path, fmt: str, binary: Path, threads: int, w
             raise RunFailed(str(exc)) from None
         m.runtime_version = binary.name
         return m
+
+
+@contextlib.contextmanager
+def _afterwards(adb: Adb, *commands: tuple[str, ...]) -> Iterator[None]:
+    """Run ``commands`` on the phone after the body, however it ended, unless Ctrl-C or SIGTERM ended it."""
+    interrupted = False
+    try:
+        yield
+    except Interrupted:
+        interrupted = True
+        raise
     finally:
-        _cleanup(adb, "rm", "-f", remote_model, remote_bin)
+        if not interrupted:
+            for argv in commands:
+                _cleanup(adb, *argv)
 
 
 def _cleanup(adb: Adb, *argv: str) -> None:
-    """Best effort: a lost device must not hide the error that brought us here."""
+    """Best effort: a lost device must not hide the error that brought us here; a signal is never swallowed."""
     try:
         adb.shell(*argv)
+    except Interrupted:
+        raise
     except AdbError:
         pass
 
@@ -121,7 +143,7 @@ def run_app(adb: Adb, artifact: Path, backend: str, threads: int, warmup: int, r
     """Start BenchmarkActivity on the artifact, wait for its results file, read it; (measurement, its record)."""
     remote_model = f"{REMOTE_DIR}/{artifact.name}"
     adb.shell_check("mkdir", "-p", REMOTE_DIR)
-    try:
+    with _afterwards(adb, ("rm", "-f", remote_model), ("run-as", package, "rm", "-f", f"files/{APP_OUTPUT}")):
         adb.push(artifact, remote_model)
         adb.shell("run-as", package, "rm", "-f", f"files/{APP_OUTPUT}")
         out = adb.shell_check("am", "start", "-W", "-S", "-n", f"{package}/{APP_ACTIVITY}",
@@ -132,9 +154,6 @@ def run_app(adb: Adb, artifact: Path, backend: str, threads: int, warmup: int, r
         if errors:  # am start exits 0 even when the activity does not exist
             raise RunFailed(f"am start failed: {next((e for e in errors if e.startswith('Error:')), errors[0])}")
         doc = _poll_results(adb, package, poll_s)
-    finally:
-        _cleanup(adb, "rm", "-f", remote_model)
-        _cleanup(adb, "run-as", package, "rm", "-f", f"files/{APP_OUTPUT}")
     errors = validate(doc)
     if errors:
         raise RunFailed(f"the app's results do not match results.schema.json: {errors[0]}")
@@ -145,7 +164,7 @@ def run_app(adb: Adb, artifact: Path, backend: str, threads: int, warmup: int, r
 
 
 def _poll_results(adb: Adb, package: str, poll_s: float) -> dict:
-    deadline = time.monotonic() + adb.timeout
+    deadline = clock() + adb.timeout
     while True:
         rc, out, _ = adb.shell("run-as", package, "cat", f"files/{APP_OUTPUT}")
         if rc == 0 and out.strip():
@@ -153,10 +172,10 @@ def _poll_results(adb: Adb, package: str, poll_s: float) -> dict:
                 return json.loads(out)
             except ValueError:
                 raise RunFailed(f"the app's results file is not JSON: {_last_words(out)}") from None
-        if time.monotonic() + poll_s > deadline:
+        if clock() + poll_s > deadline:
             _cleanup(adb, "am", "force-stop", package)
             raise RunFailed(f"the app wrote no results within {adb.timeout:g} s")
-        time.sleep(poll_s)
+        pause(poll_s)
 
 
 def _measurement(rec: dict) -> Measurement:
