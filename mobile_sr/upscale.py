@@ -1,11 +1,14 @@
 """Upscaling whole image files: decode, split off alpha, run tiled, put back together, save.
 
-Tiling keeps peak memory at one tile's activations plus the output image, so an 8K input works
-on a phone-sized RAM budget; the overlap makes the result match an untiled pass.
+Tiling keeps peak memory at one tile's activations plus the input and output images, so an 8K input
+works on a phone-sized RAM budget; the overlap makes the result match an untiled pass. What cannot fit
+that budget is refused up front, from the file's header: inputs over 8K (``MAX_INPUT_PIXELS``) and
+outputs over 16K (``MAX_OUTPUT_PIXELS``, 8K at x2 or 4K at x4).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +16,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data.images import LoadedImage, load_image, save_image
+from .data.images import (
+    IMAGE_EXTENSIONS,
+    JPEG_QUALITY,
+    MAX_INPUT_PIXELS,
+    ImageError,
+    LoadedImage,
+    image_size,
+    list_images,
+    load_image,
+    megapixels,
+    output_format,
+    save_image,
+)
 from .data.imresize import imresize
 from .inference import upscale_tiled
+
+MAX_OUTPUT_PIXELS = 15360 * 8640  # 16K: an 8K input at x2; peak RSS measured in the README
+
+
+class UpscaleError(ValueError):
+    """A request that cannot run as asked (one line, for the CLI): nothing has been written."""
 
 
 @dataclass
@@ -25,23 +46,69 @@ class UpscaleResult:
     seconds: float
 
 
+def plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    """(input, output) pairs for a file or a folder, refusing anything that would overwrite an input.
+
+    Outputs are renamed into place, so only an output that *is* an input (same path, a symlink to it, or
+    the same file under another spelling) could destroy one; those are refused before any work.
+    """
+    if not src.exists():
+        raise UpscaleError(f"{src}: no such file or folder")
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise UpscaleError(f"{dst}: must be a folder when the input is a folder")
+        if dst.is_dir() and os.path.samefile(src, dst):
+            raise UpscaleError(f"{dst}: is the input folder; upscaling in place would overwrite the originals, "
+                               "so choose another output folder")
+        jobs = [(p, dst / p.name) for p in list_images(src)]
+        if not jobs:
+            raise UpscaleError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    else:
+        jobs = [(src, dst / src.name if dst.is_dir() else dst)]
+    for inp, out in jobs:
+        if out.exists() and os.path.samefile(inp, out):
+            raise UpscaleError(f"{out}: is the input file; writing it would destroy the original, so choose another -o")
+        try:
+            output_format(out)
+        except ImageError as exc:
+            raise UpscaleError(str(exc)) from None
+    return jobs
+
+
+def max_input_pixels(scale: int) -> int:
+    """The largest input (in pixels) whose output at ``scale`` fits ``MAX_OUTPUT_PIXELS``."""
+    return min(MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS // scale**2)
+
+
 def upscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | None = 256, overlap: int = 8) -> LoadedImage:
-    """Upscale colour with the model; alpha (not colour, often hard-edged) with MATLAB bicubic."""
+    """Upscale colour with the model; alpha (not colour, often hard-edged) with MATLAB bicubic.
+
+    Both run tiled into integer outputs, so a 16K alpha costs 1-2 bytes a pixel, not a float64 image.
+    """
     dtype = torch.uint16 if img.sixteen_bit else torch.uint8  # keeps an 8K->16K output at ~0.4 GB
     rgb = upscale_tiled(model, img.rgb, scale, tile=tile, overlap=overlap, out_dtype=dtype)
     alpha = None
     if img.alpha is not None:
-        alpha = imresize(img.alpha.double(), scale).float().clamp_(0, 1)
-    return LoadedImage(rgb, alpha, img.grayscale, img.sixteen_bit)
+        def bicubic(x: torch.Tensor) -> torch.Tensor:
+            return imresize(x.double(), scale).float()
+
+        alpha = upscale_tiled(bicubic, img.alpha, scale, tile=tile, overlap=overlap, out_dtype=dtype)
+    return LoadedImage(rgb, alpha, img.grayscale, img.sixteen_bit, img.icc, img.exif)
 
 
 def upscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int | None = 256,
-                 overlap: int = 8) -> UpscaleResult:
+                 overlap: int = 8, quality: int = JPEG_QUALITY) -> UpscaleResult:
+    """Check the size from the header, decode, upscale, write. Raises ImageError for a bad input."""
     t0 = time.perf_counter()
+    w, h = image_size(src)
+    if w * h > max_input_pixels(scale):
+        raise ImageError(f"{src}: {w}x{h} at x{scale} would be {w * scale}x{h * scale} "
+                         f"({megapixels(w * h * scale**2)}), over the output limit of "
+                         f"{megapixels(MAX_OUTPUT_PIXELS)} (16K, 15360x8640)")
     img = load_image(src)
-    h, w = img.rgb.shape[-2:]
+    h, w = img.rgb.shape[-2:]  # after the EXIF orientation
     with torch.inference_mode():
         out = upscale_image(model, scale, img, tile, overlap)
     del img
-    save_image(out, dst)
+    save_image(out, dst, quality=quality)
     return UpscaleResult((w, h), (w * scale, h * scale), time.perf_counter() - t0)
