@@ -570,6 +570,7 @@ def test_no_thermal_service(phone, tmp_path):
     assert dev["thermal_start"] is None and dev["thermal_end"] is None
 
 
+@pytest.mark.slow  # exports a layer with ExecuTorch for real (about 20 s on two busy cores)
 def test_latency_table_on_the_phone(phone):
     """Each layer is exported for real (ExecuTorch), pushed, run by the phone's executor_runner and removed."""
     cfg = LayerConfig(4, 4, 3, 16, 16)
