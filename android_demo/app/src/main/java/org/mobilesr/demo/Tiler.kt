@@ -55,10 +55,14 @@ object Tiler {
     fun fitInput(width: Int, height: Int, scale: Int, maxOutputPixels: Long = MAX_OUTPUT_PIXELS): Pair<Int, Int> {
         require(width > 0 && height > 0 && scale > 0) { "bad size ${width}x$height at x$scale" }
         val maxIn = maxOutputPixels / (scale.toLong() * scale)
+        require(maxIn >= 1) { "x$scale leaves no pixel under $maxOutputPixels" }
         val px = width.toLong() * height
         if (px <= maxIn) return width to height
         val k = sqrt(maxIn.toDouble() / px)
-        return (width * k).toInt().coerceAtLeast(1) to (height * k).toInt().coerceAtLeast(1)
+        // A side rounded up to one pixel (a panorama thousands of times wider than tall) caps the other one.
+        val w = minOf((width * k).toLong().coerceIn(1, width.toLong()), maxIn)
+        val h = minOf((height * k).toLong().coerceIn(1, height.toLong()), maxIn / w)
+        return minOf(w, maxIn / h).toInt() to h.toInt()
     }
 
     fun upscale(src: Bitmap, engine: SrEngine, isCancelled: () -> Boolean = { false }): Pair<Bitmap, TileTiming> {
