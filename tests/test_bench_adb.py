@@ -281,8 +281,9 @@ def test_adb_devices_has_a_short_timeout_of_its_own(phone, timeout, shown):
 
 
 @pytest.mark.parametrize(("version", "lose_after", "said"), [
-    ("current", "5", f"adb: device '{SERIAL}' not found"),  # getprop, dumpsys, mkdir, 2 pushes; then chmod
-    ("old", "5", f"error: device '{SERIAL}' not found"),
+    ("current", "6", f"adb: device '{SERIAL}' not found"),  # getprop, dumpsys, mkdir, 2 pushes, chmod; then the run
+    ("old", "6", f"error: device '{SERIAL}' not found"),
+    ("current", "5", f"adb: device '{SERIAL}' not found"),  # chmod
     ("current", "3", f"adb: error: failed to get feature set: device '{SERIAL}' not found"),  # the first push
     ("old", "3", f"adb: error: failed to get feature set: device '{SERIAL}' not found"),  # adb 29: on stdout
 ])
