@@ -2,9 +2,9 @@
 
 The exports are made once per model (module-scoped fixture), at 64x64 to stay fast, with sockets
 blocked: the offline guarantee is checked on every converter, not just on one.
-The models are the shipped weights when present; otherwise a deterministic image-like init (FSRCNN
-starts as bicubic, ELSR as nearest-neighbour plus a small random residual), so outputs are images
-rather than clamped noise and parity means something. The int8 loss bound needs trained weights.
+The models are the shipped weights when present; otherwise a deterministic image-like init
+(conftest's ``image_like_model``), so outputs are images rather than clamped noise and parity means
+something. The int8 loss bound needs trained weights.
 """
 
 from __future__ import annotations
@@ -23,34 +23,11 @@ from mobile_sr.export.calib import fit, load_calib
 from mobile_sr.export.common import ExportWrapper
 from mobile_sr.export.sidecar import validate
 from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr
-from mobile_sr.models import Model, create_model, weights_path
-from mobile_sr.models.fsrcnn import init_bicubic
+from mobile_sr.models import Model, weights_path
 
 SIZE = (64, 64)
 MODELS = ["fsrcnn", "elsr", "ofa-m"]
 OFA_INT8_MAX_LOSS_DB = 0.15  # the OFA issue's bound for the shipped subnets
-
-
-def test_model(name: str) -> torch.nn.Module:
-    """Shipped x2 weights if present, else the image-like init described in the module docstring."""
-    if weights_path(name, 2).exists():
-        return create_model(name, 2)
-    torch.manual_seed(0)
-    model = create_model(name, 2, pretrained=False)
-    if name == "fsrcnn":
-        init_bicubic(model)
-    elif name == "elsr":
-        with torch.no_grad():
-            model.up.weight.mul_(0.1)
-            model.up.bias.zero_()
-    else:  # an OFA subnet: nearest-neighbour plus a small random residual, like ELSR's stand-in
-        with torch.no_grad():
-            model.upsampler.out.weight.mul_(0.1)
-            model.upsampler.out.bias.zero_()
-    return model.eval()
-
-
-test_model.__test__ = False  # a helper, not a test
 
 
 class Offline:
@@ -75,10 +52,11 @@ class Offline:
 
 
 @pytest.fixture(scope="module", params=MODELS)
-def exported(request, tmp_path_factory) -> tuple[str, torch.nn.Module, dict[tuple[str, str], Result], Offline]:
+def exported(request, tmp_path_factory,
+             image_like_model) -> tuple[str, torch.nn.Module, dict[tuple[str, str], Result], Offline]:
     """All artifacts of one model: {(format, precision): Result}."""
     name = request.param
-    model = test_model(name)
+    model = image_like_model(name)
     declared = Model.of(name, model)
     out = tmp_path_factory.mktemp(f"export_{name}")
     results: list[Result] = []
