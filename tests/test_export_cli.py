@@ -19,15 +19,14 @@ from mobile_sr.core.files import sidecar_path
 from mobile_sr.core.weights import write_weights
 from mobile_sr.export import verify
 from mobile_sr.export.sidecar import validate
-from tests.test_export_formats import test_model
 
 ARTIFACT = "fsrcnn_x2_64x64_fp32.onnx"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, image_like_model) -> Path:
     """An FSRCNN x2 checkpoint as `mobile-sr train` writes it (no shipped weights needed)."""
-    model = test_model("fsrcnn")
+    model = image_like_model("fsrcnn")
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
     write_weights(model, {"model": "fsrcnn", "scale": 2, "config": model.config()}, path)
     return path

@@ -100,3 +100,31 @@ def test_cosine_schedule_shape():
     assert lr_at(cfg, 99) == pytest.approx(1e-3)
     assert lr_at(cfg, 550) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
     assert lr_at(cfg, 999) == pytest.approx(1e-5, rel=1e-3)
+
+
+@pytest.mark.parametrize("model,extra,flag", [
+    ("ofa-sr", ("--steps", "10"), "--steps"),
+    ("ofa-sr", ("--scale", "4"), "--scale"),
+    ("ofa-sr", ("--loss", "charbonnier", "--arch", "width=8"), "--loss, --arch"),
+    ("fsrcnn", ("--phase-steps", "1,1,1,1"), "--phase-steps"),
+    ("elsr", ("--shrink-lr", "1e-4", "--subnets", "3"), "--shrink-lr, --subnets"),
+])
+def test_an_option_of_the_other_trainer_is_refused_not_ignored(tmp_path, model, extra, flag):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--model", model, "--data", DATA, "--out", str(out), *extra])
+    assert r.exit_code == 2 and r.output.startswith(f"error: {flag}: not an option of"), r.output
+    assert not out.exists()
+
+
+def test_both_trainers_share_one_schedule():
+    from mobile_sr.train.ofa import OFATrainConfig
+    from mobile_sr.train.schedule import warmup_cosine
+
+    cfg = OFATrainConfig(data=[], out="", steps={"full": 100, "kernel": 50, "depth": 0, "expand": 30},
+                         lr={"full": 2e-3, "kernel": 5e-4, "depth": 5e-4, "expand": 1e-4}, warmup=20)
+    # each phase restarts the schedule: warm-up of at most a tenth of the phase, then cosine to its floor
+    assert cfg.lr_at(0) == warmup_cosine(0, 100, 2e-3, 10, cfg.min_lr_ratio) == pytest.approx(2e-4)
+    assert cfg.lr_at(100) == warmup_cosine(0, 50, 5e-4, 5, cfg.min_lr_ratio) == pytest.approx(1e-4)
+    assert cfg.lr_at(179) == pytest.approx(warmup_cosine(29, 30, 1e-4, 3, cfg.min_lr_ratio))
+    plain = TrainConfig(model="fsrcnn", scale=2, data=[], out="", steps=100, lr=2e-3, warmup=10)
+    assert [lr_at(plain, s) for s in range(100)] == [cfg.lr_at(s) for s in range(100)]
