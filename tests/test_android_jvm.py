@@ -8,8 +8,9 @@ against small Java stubs of exactly the Android API 35, LiteRT 1.0.1 and ExecuTo
 (android_demo/jvm/stubs), plus a driver (android_demo/jvm/JvmCheck.kt) that prints what the app computes.
 
 Python names these tests rely on: mobile_sr.inference.{upscale_tiled, at_fixed_size, fixed_tile, OVERLAP},
-mobile_sr.bench.stats.Latency.from_samples, mobile_sr.bundle.{bundle, hw, models_dir}, the `mobile-sr export`
-command (mobile_sr.cli.main), the `<artifact>.json` sidecar name and mobile_sr/bench/results.schema.json.
+mobile_sr.data.imresize.imresize, mobile_sr.bench.stats.Latency.from_samples, mobile_sr.bundle.{bundle, hw,
+models_dir}, the `mobile-sr export` command (mobile_sr.cli.main), the `<artifact>.json` sidecar name and
+mobile_sr/bench/results.schema.json.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from click.testing import CliRunner
 from mobile_sr.bench.stats import Latency
 from mobile_sr.bundle import bundle, hw, models_dir
 from mobile_sr.cli import main
+from mobile_sr.data.imresize import imresize
 from mobile_sr.inference import OVERLAP, at_fixed_size, fixed_tile, upscale_tiled
 
 pytestmark = pytest.mark.slow
@@ -214,6 +216,18 @@ def test_oversized_photo_is_refused_and_fit_keeps_the_cap(jvm: Jvm) -> None:
         else:  # as large as the cap allows, same aspect ratio
             assert (fw + 1) * (fh + 1) * s * s > 16_000_000
             assert abs(fw / fh - w / h) / (w / h) < 0.02 or min(fw, fh) == 1
+
+
+@pytest.mark.parametrize(("w", "h", "s"), [(23, 17, 2), (9, 12, 3), (16, 16, 4), (1, 5, 2)])
+def test_bicubic_baseline_is_matlab_imresize(jvm: Jvm, w: int, h: int, s: int) -> None:
+    """Issue 12, item 7: the baseline beside the model is MATLAB's bicubic (Keys a = -0.5, mirror padding), the
+    one mobile_sr/data/imresize.py computes. float32 (app) against float64 (here): at most one level, rarely."""
+    got = torch.tensor(jvm.run("bicubic", str(w), str(h), str(s)), dtype=torch.int16).reshape(h * s, w * s, 3)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    lr = torch.stack([(xs * 73 + ys * 151 + c * 89 + xs * ys * 7) % 256 for c in range(3)]).double() / 255  # JvmCheck testPixel
+    want = (imresize(lr, s).clamp(0, 1) * 255).round().to(torch.int16).permute(1, 2, 0)
+    diff = (got - want).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 0.01, (int(diff.max()), float((diff > 0).float().mean()))
 
 
 # ---- latency statistics --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ fun main(args: Array<String>) {
     val out: Any = when (args.firstOrNull()) {
         "stats" -> stats(JSONArray(System.`in`.bufferedReader().readText()))
         "tiles" -> tiles(args.drop(1).map { it.toInt() })
+        "bicubic" -> bicubic(args[1].toInt(), args[2].toInt(), args[3].toInt())
         "fit" -> Tiler.fitInput(args[1].toInt(), args[2].toInt(), args[3].toInt()).let { JSONArray().put(it.first).put(it.second) }
         "oversize" -> oversize()
         "sidecar" -> spec(ModelSpec.fromSidecar(File(args[1]).readText()))
@@ -19,7 +20,7 @@ fun main(args: Array<String>) {
         "index" -> index(ModelIndex.parse(File(args[1]).readText()))
         "bench" -> bench(File(args[1]), args[2])
         "cache" -> cache(File(args[1]))
-        else -> error("usage: JvmCheck stats|tiles|fit|oversize|sidecar|for-file|index|bench|cache ...")
+        else -> error("usage: JvmCheck stats|tiles|bicubic|fit|oversize|sidecar|for-file|index|bench|cache ...")
     }
     println(out.toString())
 }
@@ -87,6 +88,19 @@ private fun tiles(a: List<Int>): JSONObject {
 }
 
 private operator fun <T> List<T>.component6(): T = this[5]
+
+/** Channel [c] of pixel (y, x) of the bicubic test image: busy (neighbours differ a lot), so padding shows. */
+private fun testPixel(y: Int, x: Int, c: Int): Int = (x * 73 + y * 151 + c * 89 + x * y * 7) % 256
+
+/** Tiler.bicubic of the [w] x [h] test image at [s]: the output's RGB bytes. */
+private fun bicubic(w: Int, h: Int, s: Int): JSONArray {
+    val lr = IntArray(w * h) { (0xff shl 24) or (testPixel(it / w, it % w, 0) shl 16) or (testPixel(it / w, it % w, 1) shl 8) or testPixel(it / w, it % w, 2) }
+    val sr = Tiler.bicubic(Bitmap.createBitmap(lr, w, h, Bitmap.Config.ARGB_8888), s)
+    val px = IntArray(sr.width * sr.height).also { sr.getPixels(it, 0, sr.width, 0, 0, sr.width, sr.height) }
+    val out = JSONArray()
+    for (p in px) out.put((p shr 16) and 0xff).put((p shr 8) and 0xff).put(p and 0xff)
+    return out
+}
 
 /** An image whose output would pass the 16 MP cap must be refused before anything is allocated for it. */
 private fun oversize(): JSONObject {

@@ -67,7 +67,7 @@ struct BenchmarkView: View {
         let (units, warmup, runs) = (self.units, self.warmup, self.runs)
         Task.detached(priority: .userInitiated) {
             let thermalStart = ResultsDocument.Thermal.now()
-            let result = await BenchmarkView.measure(entry, units: units, warmup: warmup, runs: runs)
+            let result = await Benchmark.measure(entry, units: units, warmup: warmup, runs: runs)
             let doc = ResultsDocument(
                 tool: "org.mobilesr.demo \(Bundle.main.infoDictionary?["CFBundleShortVersionString"] as? String ?? "1.0")",
                 created: ISO8601DateFormatter().string(from: Date()),
@@ -90,7 +90,12 @@ struct BenchmarkView: View {
             }
         }
     }
+}
 
+/// The measuring loop, outside the view on purpose: a SwiftUI View is main-actor isolated (Xcode 16 SDK), so
+/// a static method of BenchmarkView would run on the main thread, freezing the UI and timing the main
+/// thread's other work too. A non-isolated async function runs on the concurrent executor instead.
+enum Benchmark {
     static func measure(_ entry: IndexEntry, units: Units, warmup: Int, runs: Int) async -> ResultsDocument.Result {
         var loadMs: Double?
         var firstMs: Double?

@@ -1,6 +1,5 @@
+import Accelerate
 import CoreGraphics
-import CoreImage
-import CoreImage.CIFilterBuiltins
 import CoreML
 import Foundation
 import ImageIO
@@ -63,6 +62,9 @@ final class SREngine {
         return target
     }
 
+    /// Output size cap: 16 MP of RGBA is 64 MB, which an iPhone app can hold several times over.
+    static let maxOutputPixels = 16_000_000
+
     static func ms(since start: DispatchTime) -> Double {
         Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
     }
@@ -71,14 +73,40 @@ final class SREngine {
         t.layout == "NHWC" ? y * strides[1] + x * strides[2] + c * strides[3] : c * strides[1] + y * strides[2] + x * strides[3]
     }
 
+    /// Element `i` of a float16 buffer is converted with vImage (Accelerate), not `Float16`, which the
+    /// iOS simulator on Intel Macs lacks. `count` elements from `from` to `to`.
+    private static func convert(_ from: UnsafeRawPointer, _ to: UnsafeMutableRawPointer, count: Int, toHalf: Bool) throws {
+        var src = vImage_Buffer(data: UnsafeMutableRawPointer(mutating: from), height: 1, width: vImagePixelCount(count),
+                                rowBytes: count * (toHalf ? 4 : 2))
+        var dst = vImage_Buffer(data: to, height: 1, width: vImagePixelCount(count), rowBytes: count * (toHalf ? 2 : 4))
+        let status = toHalf ? vImageConvert_PlanarFtoPlanar16F(&src, &dst, vImage_Flags(kvImageNoFlags))
+                            : vImageConvert_Planar16FtoPlanarF(&src, &dst, vImage_Flags(kvImageNoFlags))
+        guard status == kvImageNoError else { throw SRError.message("float16 conversion failed (vImage \(status))") }
+    }
+
+    /// Why raw buffers and not `array[i] = NSNumber(...)`: boxing every element costs more than a small
+    /// model's prediction, and it sits inside the benchmark's timed region. The strides are the ones the
+    /// buffer accessors hand over, which may differ from `strides` before the call (MLMultiArray
+    /// `withUnsafeMutableBytes(_:)`, iOS 15.4+ SDK).
     func run(_ hwc: [Float]) throws -> [Float] {
         let t = sidecar.inputs[0]
-        let array = try MLMultiArray(shape: t.shape.map { NSNumber(value: $0) }, dataType: t.dtype == "float16" ? .float16 : .float32)
-        let strides = array.strides.map { $0.intValue }
-        for y in 0..<t.height {
-            for x in 0..<t.width {
-                for c in 0..<3 {
-                    array[SREngine.offset(t, strides, y: y, x: x, c: c)] = NSNumber(value: hwc[(y * t.width + x) * 3 + c])
+        let half = t.dtype == "float16"
+        let array = try MLMultiArray(shape: t.shape.map { NSNumber(value: $0) }, dataType: half ? .float16 : .float32)
+        try array.withUnsafeMutableBytes { raw, strides in
+            let span = raw.count / (half ? 2 : 4)
+            var values = [Float](repeating: 0, count: span)
+            for y in 0..<t.height {
+                for x in 0..<t.width {
+                    for c in 0..<3 {
+                        values[SREngine.offset(t, strides, y: y, x: x, c: c)] = hwc[(y * t.width + x) * 3 + c]
+                    }
+                }
+            }
+            try values.withUnsafeBytes { src in
+                if half {
+                    try SREngine.convert(src.baseAddress!, raw.baseAddress!, count: span, toHalf: true)
+                } else {
+                    raw.copyMemory(from: src)
                 }
             }
         }
@@ -88,28 +116,36 @@ final class SREngine {
             throw SRError.message("\(entry.file) returned no \(outputName) array")
         }
         let o = sidecar.outputs[0]
-        let ostrides = out.strides.map { $0.intValue }
-        var result = [Float](repeating: 0, count: o.height * o.width * 3)
-        if out.dataType == .float32 {
-            let p = out.dataPointer.bindMemory(to: Float.self, capacity: out.count)
-            for y in 0..<o.height {
-                for x in 0..<o.width {
-                    for c in 0..<3 {
-                        result[(y * o.width + x) * 3 + c] = p[SREngine.offset(o, ostrides, y: y, x: x, c: c)]
-                    }
-                }
-            }
-        } else {  // float16 or double: slower, but exact
-            for y in 0..<o.height {
-                for x in 0..<o.width {
-                    for c in 0..<3 {
-                        let key = o.layout == "NHWC" ? [0, y, x, c] : [0, c, y, x]
-                        result[(y * o.width + x) * 3 + c] = out[key.map { NSNumber(value: $0) }].floatValue
-                    }
-                }
-            }
+        let width: Int
+        switch out.dataType {
+        case .float32: width = 4
+        case .float16: width = 2
+        case .double: width = 8
+        default: throw SRError.message("\(entry.file) returned an array of an unsupported type")
         }
-        return result
+        return try out.withUnsafeMutableBytes { raw, strides in
+            let span = raw.count / width
+            var flat = [Float](repeating: 0, count: span)
+            try flat.withUnsafeMutableBytes { dst in
+                switch width {
+                case 4: dst.copyMemory(from: UnsafeRawBufferPointer(raw))
+                case 2: try SREngine.convert(raw.baseAddress!, dst.baseAddress!, count: span, toHalf: false)
+                default:
+                    let p = raw.bindMemory(to: Double.self)
+                    let q = dst.bindMemory(to: Float.self)
+                    for i in 0..<span { q[i] = Float(p[i]) }
+                }
+            }
+            var result = [Float](repeating: 0, count: o.height * o.width * 3)
+            for y in 0..<o.height {
+                for x in 0..<o.width {
+                    for c in 0..<3 {
+                        result[(y * o.width + x) * 3 + c] = flat[SREngine.offset(o, strides, y: y, x: x, c: c)]
+                    }
+                }
+            }
+            return result
+        }
     }
 
     /// Tile origins along one axis: step tile - overlap, the last one flush with the end.
@@ -127,6 +163,10 @@ final class SREngine {
         let s = sidecar.model.scale
         let (th, tw) = (t.height, t.width)
         let (w, h) = (image.width, image.height)
+        // A photo decoded for a smaller scale must not get here: the output would not fit in memory.
+        guard w * h * s * s <= SREngine.maxOutputPixels else {
+            throw SRError.message("a \(w)×\(h) photo at x\(s) is over \(SREngine.maxOutputPixels / 1_000_000) MP; pick it again")
+        }
         let src = try SREngine.rgba(image)
         let (ow, oh) = (w * s, h * s)
         var dst = [UInt8](repeating: 255, count: ow * oh * 4)
@@ -193,14 +233,61 @@ final class SREngine {
         return image
     }
 
-    /// Core Image's bicubic upscale by `scale`: the baseline beside the model.
-    static func bicubic(_ image: CGImage, scale: Int) -> CGImage? {
-        let filter = CIFilter.bicubicScaleTransform()
-        filter.inputImage = CIImage(cgImage: image)
-        filter.scale = Float(scale)
-        filter.aspectRatio = 1
-        guard let out = filter.outputImage else { return nil }
-        return CIContext().createCGImage(out, from: CGRect(x: 0, y: 0, width: image.width * scale, height: image.height * scale))
+    /// Keys cubic with a = -0.5 (MATLAB, mobile_sr/data/imresize.py and the Android app's Tiler.bicubic).
+    /// Why not CIBicubicScaleTransform: its B = 0, C = 0.75 is Keys a = -0.75, a sharper baseline than
+    /// the one every published SR table and the Android app compare against.
+    private static func keys(_ t: Float) -> Float {
+        let x = abs(t)
+        let a: Float = -0.5
+        if x <= 1 { return (a + 2) * x * x * x - (a + 3) * x * x + 1 }
+        if x < 2 { return a * x * x * x - 5 * a * x * x + 8 * a * x - 4 * a }
+        return 0
+    }
+
+    /// Index `i` mirrored into 0..<n, as MATLAB's imresize pads (symmetric).
+    private static func mirror(_ i: Int, _ n: Int) -> Int {
+        let m = ((i % (2 * n)) + 2 * n) % (2 * n)
+        return m < n ? m : 2 * n - 1 - m
+    }
+
+    /// Bicubic upscale by `scale` (MATLAB's `imresize(img, scale, 'bicubic')`): the baseline beside the model.
+    static func bicubic(_ image: CGImage, scale s: Int) throws -> CGImage {
+        let (w, h) = (image.width, image.height)
+        let src = try rgba(image)
+        let (ow, oh) = (w * s, h * s)
+        var rows = [Float](repeating: 0, count: ow * h * 3)
+        for ox in 0..<ow {
+            let fx = (Float(ox) + 0.5) / Float(s) - 0.5
+            let x0 = Int(fx.rounded(.down))
+            for k in -1...2 {
+                let wt = keys(fx - Float(x0 + k))
+                let sx = mirror(x0 + k, w)
+                for y in 0..<h {
+                    for c in 0..<3 {
+                        rows[(y * ow + ox) * 3 + c] += wt * Float(src[(y * w + sx) * 4 + c])
+                    }
+                }
+            }
+        }
+        var dst = [UInt8](repeating: 255, count: ow * oh * 4)
+        for oy in 0..<oh {
+            let fy = (Float(oy) + 0.5) / Float(s) - 0.5
+            let y0 = Int(fy.rounded(.down))
+            var acc = [Float](repeating: 0, count: ow * 3)
+            for k in -1...2 {
+                let wt = keys(fy - Float(y0 + k))
+                let base = mirror(y0 + k, h) * ow * 3
+                for i in 0..<(ow * 3) {
+                    acc[i] += wt * rows[base + i]
+                }
+            }
+            for ox in 0..<ow {
+                for c in 0..<3 {
+                    dst[(oy * ow + ox) * 4 + c] = UInt8(max(0, min(255, acc[ox * 3 + c].rounded())))
+                }
+            }
+        }
+        return try SREngine.image(dst, width: ow, height: oh)
     }
 
     /// Decode a picked photo, upright, no larger than `maxPixels` (so the output fits in memory).

@@ -110,7 +110,11 @@ object Tiler {
         return (0xff shl 24) or (c(r) shl 16) or (c(g) shl 8) or c(b)
     }
 
-    /** Bicubic (Keys, a = -0.5, as MATLAB and PyTorch) upscale by [s]: the baseline beside the model. */
+    /**
+     * Bicubic upscale by [s], as MATLAB's `imresize(img, s, 'bicubic')` and mobile_sr/data/imresize.py: Keys
+     * a = -0.5, pixel-centre sampling, symmetric (mirror) padding. The baseline beside the model; the iOS app
+     * computes the same (tests/test_android_jvm.py compares this one with the Python).
+     */
     fun bicubic(src: Bitmap, s: Int): Bitmap {
         val w = src.width
         val h = src.height
@@ -124,7 +128,7 @@ object Tiler {
             val acc = FloatArray(3)
             for (k in -1..2) {
                 val wt = keys(fx - (x0 + k))
-                val p = inPx[y * w + (x0 + k).coerceIn(0, w - 1)]
+                val p = inPx[y * w + mirror(x0 + k, w)]
                 acc[0] += wt * ((p shr 16) and 0xff)
                 acc[1] += wt * ((p shr 8) and 0xff)
                 acc[2] += wt * (p and 0xff)
@@ -141,7 +145,7 @@ object Tiler {
                 var b = 0f
                 for (k in -1..2) {
                     val wt = keys(fy - (y0 + k))
-                    val i = (y0 + k).coerceIn(0, h - 1) * ow + ox
+                    val i = mirror(y0 + k, h) * ow + ox
                     r += wt * rows[0][i]
                     g += wt * rows[1][i]
                     b += wt * rows[2][i]
@@ -150,6 +154,12 @@ object Tiler {
             }
         }
         return Bitmap.createBitmap(out, ow, oh, Bitmap.Config.ARGB_8888)
+    }
+
+    /** Index [i] mirrored into 0 until [n] (MATLAB's symmetric padding: -1 -> 0, -2 -> 1, n -> n - 1). */
+    private fun mirror(i: Int, n: Int): Int {
+        val m = ((i % (2 * n)) + 2 * n) % (2 * n)
+        return if (m < n) m else 2 * n - 1 - m
     }
 
     private fun keys(t: Float): Float {
