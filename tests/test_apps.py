@@ -227,7 +227,7 @@ def test_ios_apis_checked_against_the_sdk() -> None:
     engine = code((SWIFT / "SREngine.swift").read_text())
     assert "bicubicScaleTransform" not in engine and "let a: Float = -0.5" in engine
     assert "val a = -0.5f" in code((KT / "Tiler.kt").read_text())
-    run = engine[engine.index("func run("):engine.index("static func starts(")]
+    run = engine[engine.index("func run("):engine.index("static let overlap")]
     assert "NSNumber" not in run.replace("t.shape.map { NSNumber(value: $0) }", "")
     upscale = code((SWIFT / "UpscaleView.swift").read_text())
     assert "UIImageWriteToSavedPhotosAlbum" not in upscale and "performChanges" in upscale

@@ -148,17 +148,36 @@ final class SREngine {
         }
     }
 
-    /// Tile origins along one axis: step tile - overlap, the last one flush with the end.
-    static func starts(_ n: Int, tile: Int, overlap: Int) -> [Int] {
-        if n <= tile { return [0] }
-        let step = max(tile - overlap, 1)
-        var out = Array(stride(from: 0, to: n - tile, by: step))
-        out.append(n - tile)
+    /// LR pixels of context around each tile core: mobile_sr.inference.OVERLAP and the Android app's Tiler.
+    static let overlap = 8
+
+    /// One tile, in LR pixels (end exclusive): the core it pastes and the region around it the model sees.
+    struct Tile {
+        let top, left, bottom, right: Int
+        let t0, l0, t1, l1: Int
+    }
+
+    /// The tiles of a `w` x `h` image for a model of input `inH` x `inW`, exactly as mobile_sr.inference
+    /// (`upscale_tiled` over `at_fixed_size`, core `fixed_tile`) and the Android app's Tiler.plan cut it, so
+    /// the Set5 PSNR `mobile-sr bench` reports is that of this code: square cores of min(inH, inW) - 16,
+    /// each run with 8 pixels of context on every side where the image has them.
+    static func plan(width w: Int, height h: Int, inH: Int, inW: Int) throws -> [Tile] {
+        let tile = min(inH, inW) - 2 * overlap
+        guard tile >= 1 else { throw SRError.message("a \(inH)×\(inW) model input leaves no tile inside \(overlap) pixels of context") }
+        if h <= tile && w <= tile { return [Tile(top: 0, left: 0, bottom: h, right: w, t0: 0, l0: 0, t1: h, l1: w)] }
+        var out: [Tile] = []
+        for top in stride(from: 0, to: h, by: tile) {
+            for left in stride(from: 0, to: w, by: tile) {
+                let (bottom, right) = (min(top + tile, h), min(left + tile, w))
+                out.append(Tile(top: top, left: left, bottom: bottom, right: right, t0: max(top - overlap, 0),
+                                l0: max(left - overlap, 0), t1: min(bottom + overlap, h), l1: min(right + overlap, w)))
+            }
+        }
         return out
     }
 
-    /// Tiles of the model's input size, overlapping by `overlap` LR pixels; each keeps its centre, edges clamped.
-    func upscale(_ image: CGImage, overlap: Int = 8) throws -> (CGImage, TileTiming) {
+    /// Upscale tile by tile (see `plan`); each region is edge-padded at its bottom and right to the model's input.
+    func upscale(_ image: CGImage) throws -> (CGImage, TileTiming) {
         let t = sidecar.inputs[0]
         let s = sidecar.model.scale
         let (th, tw) = (t.height, t.width)
@@ -170,37 +189,28 @@ final class SREngine {
         let src = try SREngine.rgba(image)
         let (ow, oh) = (w * s, h * s)
         var dst = [UInt8](repeating: 255, count: ow * oh * 4)
-        let ov = min(overlap, min(th, tw) / 2)
-        let xs = SREngine.starts(w, tile: tw, overlap: ov)
-        let ys = SREngine.starts(h, tile: th, overlap: ov)
         var tileMs: [Double] = []
-        var tile = [Float](repeating: 0, count: th * tw * 3)
+        var input = [Float](repeating: 0, count: th * tw * 3)
         let start = DispatchTime.now()
-        for y0 in ys {
-            for x0 in xs {
-                try Task.checkCancellation()
-                for y in 0..<th {
-                    for x in 0..<tw {
-                        let p = (min(y0 + y, h - 1) * w + min(x0 + x, w - 1)) * 4
-                        for c in 0..<3 {
-                            tile[(y * tw + x) * 3 + c] = Float(src[p + c]) / 255
-                        }
+        for tile in try SREngine.plan(width: w, height: h, inH: th, inW: tw) {
+            try Task.checkCancellation()
+            for y in 0..<th {
+                for x in 0..<tw {
+                    let p = (min(tile.t0 + y, tile.t1 - 1) * w + min(tile.l0 + x, tile.l1 - 1)) * 4
+                    for c in 0..<3 {
+                        input[(y * tw + x) * 3 + c] = Float(src[p + c]) / 255
                     }
                 }
-                let r0 = DispatchTime.now()
-                let sr = try run(tile)
-                tileMs.append(SREngine.ms(since: r0))
-                let kx0 = x0 == 0 ? 0 : x0 + ov / 2
-                let ky0 = y0 == 0 ? 0 : y0 + ov / 2
-                let kx1 = min(x0 == xs.last ? x0 + tw : x0 + tw - ov / 2, w)
-                let ky1 = min(y0 == ys.last ? y0 + th : y0 + th - ov / 2, h)
-                for oy in (ky0 * s)..<(ky1 * s) {
-                    for ox in (kx0 * s)..<(kx1 * s) {
-                        let i = ((oy - y0 * s) * tw * s + (ox - x0 * s)) * 3
-                        let d = (oy * ow + ox) * 4
-                        for c in 0..<3 {
-                            dst[d + c] = UInt8(max(0, min(255, (sr[i + c] * 255).rounded())))
-                        }
+            }
+            let r0 = DispatchTime.now()
+            let sr = try run(input)
+            tileMs.append(SREngine.ms(since: r0))
+            for oy in (tile.top * s)..<(tile.bottom * s) {
+                for ox in (tile.left * s)..<(tile.right * s) {
+                    let i = ((oy - tile.t0 * s) * tw * s + (ox - tile.l0 * s)) * 3
+                    let d = (oy * ow + ox) * 4
+                    for c in 0..<3 {
+                        dst[d + c] = UInt8(max(0, min(255, (sr[i + c] * 255).rounded())))
                     }
                 }
             }
