@@ -76,7 +76,7 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     import torch
 
     from .models import ModelError
-    from .train.trainer import TrainConfig
+    from .train.trainer import RunWriteError, TrainConfig
     from .train.trainer import train as run_train
 
     ofa = model_name == "ofa-sr"
@@ -104,9 +104,13 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
                       config=overrides)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
-    except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept
+        fail(str(exc), 1)
+    except (ModelError, ValueError, OSError) as exc:  # OSError: --out refused up front, unreadable --data
         fail(str(exc))
-    click.echo(f"done: step {summary['step']}, best Set5 x{scale} PSNR {summary['best_val_psnr']:.2f} dB, "
+    best = summary["best_val_psnr"]  # -inf when never validated (--val-every 0)
+    click.echo(f"done: step {summary['step']}, best Set5 x{scale} PSNR "
+               f"{f'{best:.2f} dB' if best > -float('inf') else 'not measured'}, "
                f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'}")
 
 
@@ -115,6 +119,7 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
                init_from: str | None, resume: bool, no_progress: bool) -> None:
     from .models import ModelError
     from .train.ofa import PHASES, OFATrainConfig, train_ofa
+    from .train.trainer import RunWriteError
 
     parts = phase_steps.split(",")
     if len(parts) != len(PHASES) or not all(p.strip().isdigit() for p in parts):
@@ -128,7 +133,9 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
                          init_from=init_from, **extra)
     try:
         summary = train_ofa(cfg, resume=resume, progress=not no_progress)
-    except (ModelError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept
+        fail(str(exc), 1)
+    except (ModelError, ValueError, OSError) as exc:  # OSError: --out refused up front, unreadable --data
         fail(str(exc))
     last = summary["history"][-1] if summary["history"] else {}
     figs = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.startswith(("largest", "smallest")))

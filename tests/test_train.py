@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from mobile_sr.cli import main
-from mobile_sr.train.trainer import TrainConfig, lr_at
+from mobile_sr.train.trainer import HOLD_ENV, TrainConfig, lr_at
 
 from .conftest import REPO
 
@@ -23,30 +24,40 @@ from .conftest import REPO
 DATA = str(REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR")
 
 
-def _args(out: Path, steps: int, extra: tuple[str, ...] = ()) -> list[str]:
-    return ["train", "--model", "fsrcnn", "--scale", "2", "--data", DATA, "--out", str(out), "--steps", str(steps),
+def _args(out: Path, steps: int, extra: tuple[str, ...] = (), data: str | Path = DATA) -> list[str]:
+    return ["train", "--model", "fsrcnn", "--scale", "2", "--data", str(data), "--out", str(out), "--steps", str(steps),
             "--batch", "4", "--patch", "48", "--val-every", "0", "--ckpt-every", "10", "--threads", "1",
             "--warmup", "5", "--no-progress", *extra]
 
 
-def _cli(args: list[str], **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _cli(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "mobile_sr", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def kill_at_checkpoint(args: list[str], step: int, flag: Path) -> None:
+    """Run ``mobile-sr ARGS`` and SIGKILL it while it waits right after its checkpoint of ``step`` (the trainer's
+    test hook): the kill point is the same on a fast machine and on two busy cores."""
+    run = _cli(args, env={HOLD_ENV: f"{step}:{flag}"})
+    try:
+        deadline = time.monotonic() + 600  # only against a hang; the flag decides when to kill
+        while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), f"the run never reached step {step}: {run.poll()=}"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        output = run.communicate()[0]
+    assert run.returncode == -signal.SIGKILL, output
+
+
+@pytest.mark.slow
 def test_resume_after_kill_is_bit_exact(tmp_path):
-    steps = 300
+    steps = 60
     ref = _cli(_args(tmp_path / "ref", steps))
-    run = _cli(_args(tmp_path / "run", steps))
+    kill_at_checkpoint(_args(tmp_path / "run", steps), 30, tmp_path / "held")
     ckpt = tmp_path / "run" / "last.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and run.poll() is None:
-        time.sleep(0.02)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    killed_at = torch.load(ckpt, weights_only=True)["step"]
-    assert 0 < killed_at < steps, "the run was not killed mid-training"
+    assert torch.load(ckpt, weights_only=True)["step"] == 30
     assert not (tmp_path / "run" / "model.safetensors").exists()
     assert ref.wait(timeout=600) == 0, ref.stdout.read()
     resumed = _cli(_args(tmp_path / "run", steps, ("--resume",)))
@@ -75,6 +86,117 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert r.exit_code == 2 and "unknown model" in r.output
 
 
+def test_a_finished_run_without_its_checkpoint_is_never_overwritten(tmp_path):
+    """Issue 12 item 4: weights without last.pt (deleted to save space, or a copied run) used to be overwritten."""
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, _args(out, 3)).exit_code == 0
+    (out / "last.pt").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = CliRunner().invoke(main, _args(out, 3))
+    assert r.exit_code == 2, r.output
+    assert r.stderr == (f"error: {out} is not empty (config.json, model.json, model.safetensors, ...) and has no "
+                        "last.pt to resume; choose another --out, or delete it\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "README.txt").write_text("mine")
+    r = CliRunner().invoke(main, _args(other, 3))
+    assert r.exit_code == 2 and "is not empty (README.txt)" in r.stderr
+    assert sorted(p.name for p in other.iterdir()) == ["README.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert CliRunner().invoke(main, _args(empty, 1)).exit_code == 0, "an empty folder is a fine --out"
+
+
+def _full_disk_at(monkeypatch: pytest.MonkeyPatch, name: str, nth: int) -> None:
+    """From the ``nth`` atomic write of the file ``name`` on, its temporary file is backed by /dev/full: the write
+    fails with the kernel's real ENOSPC, as on a full disk, after the temporary file was created."""
+    real = tempfile.mkstemp
+    seen = {"n": 0}
+
+    def mkstemp(*args, **kwargs):
+        fd, tmp = real(*args, **kwargs)
+        if Path(tmp).name.startswith(f".{name}."):
+            seen["n"] += 1
+            if seen["n"] >= nth:
+                os.close(fd)
+                fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, tmp
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("name,nth,kept", [
+    ("config.json", 1, ""),  # before any training: nothing to keep
+    ("last.pt", 1, "; no checkpoint was written yet"),
+    ("last.pt", 2, "; the previous checkpoint (step 5) is kept"),
+    ("model.safetensors", 1, "; the previous checkpoint (step 10) is kept"),
+    ("model.json", 1, "; the previous checkpoint (step 10) is kept"),
+])
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_checkpoint(tmp_path, monkeypatch, name, nth, kept):
+    """Issue 12 item 8: ENOSPC while writing a run file is one `error:` line (exit 1), never a traceback; the
+    checkpoint on disk stays loadable and resumes."""
+    out = tmp_path / "run"
+    args = [*_args(out, 10), "--ckpt-every", "5"]
+    with monkeypatch.context() as m:
+        _full_disk_at(m, name, nth)
+        r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    assert r.stderr == f"error: cannot write {out / name}: No space left on device{kept}\n"
+    assert not [p.name for p in out.glob(".*")], "a temporary file was left behind"
+    if "step" not in kept:
+        assert not (out / "last.pt").exists()
+        return
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == (5 if name == "last.pt" else 10)
+    r = CliRunner().invoke(main, [*args, "--resume"])
+    assert r.exit_code == 0, r.output
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 10
+    assert load_file(out / "model.safetensors").keys() and (out / "model.json").exists()
+
+
+def test_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Issue 12 item 8: a read-only folder (or a file) above --out is refused up front, with exit code 2."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    if os.access(ro, os.W_OK):  # root writes anywhere; let the folder say what it says to everyone else
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: real(p, mode, **kw) and not (
+            Path(p) == ro and mode & os.W_OK))
+    r = CliRunner().invoke(main, _args(ro / "run", 3))
+    assert r.exit_code == 2 and r.stderr == f"error: {ro}: the folder of --out {ro / 'run'} is not writable\n", r.output
+    assert list(ro.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    r = CliRunner().invoke(main, _args(tmp_path / "file" / "run", 3))
+    assert r.exit_code == 2
+    assert r.stderr == f"error: --out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, not a folder\n"
+
+
+def test_an_unreadable_training_image_is_skipped_with_a_warning_naming_it(tmp_path):
+    """Issue 12 item 9: a truncated PNG and a text file named .png are skipped, each named on one warning line;
+    the rest trains. A folder of nothing but such files is one error line."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in Path(DATA).iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    whole = (data / "img_001.png").read_bytes()
+    (data / "img_000_truncated.png").write_bytes(whole[: len(whole) // 2])
+    (data / "notes.png").write_text("not a picture")
+    r = CliRunner().invoke(main, _args(tmp_path / "run", 2, data=data))
+    assert r.exit_code == 0, r.output
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and r.stderr.count("\n") == 2, r.stderr
+    assert warnings[0].startswith(f"warning: skipping training image {data / 'img_000_truncated.png'}: ")
+    assert warnings[1].startswith(f"warning: skipping training image {data / 'notes.png'}: not an image file")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(whole[:100])
+    r = CliRunner().invoke(main, _args(tmp_path / "run2", 2, data=bad))
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1].startswith("error: no training image is at least")
+    assert "(1 unreadable, skipped)" in r.stderr and not (tmp_path / "run2").exists()
+
+
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_process(tmp_path):
     """gloo DDP with the global batch split across 2 ranks trains the same weights as 1 process."""
     steps = 8

@@ -11,12 +11,11 @@ same batches, and under DDP every rank builds only its own slice of the global b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .images import ImageError, list_images, read_rgb
 from .imresize import imresize, quantize
@@ -46,13 +45,32 @@ def split_paths(folders: list[str | Path], holdout_every: int = 0) -> tuple[list
             [p for i, p in enumerate(paths) if i % holdout_every == 0])
 
 
-def holdout_images(folders: list[str | Path], holdout_every: int, scale: int, size: int = 192) -> list[BenchmarkImage]:
-    """The held-out split as benchmark pairs: a centre ``size`` HR crop and its MATLAB-bicubic LR (8-bit)."""
+Warn = Callable[[str], None]
+
+
+def read_training_image(path: Path, warn: Warn | None) -> torch.Tensor | None:
+    """RGB (3, H, W) in [0, 1] of a training image, or None for an unreadable one (corrupt, truncated, not an
+    image, over the size limit), after ``warn`` names it: one bad file in a folder of hundreds is skipped,
+    not the end of a training run. The files read are the same on a resume, so batches stay reproducible."""
+    try:
+        return read_rgb(path)
+    except ImageError as exc:
+        if warn is not None:
+            warn(f"skipping training image {exc}")
+        return None
+
+
+def holdout_images(folders: list[str | Path], holdout_every: int, scale: int, size: int = 192,
+                   warn: Warn | None = None) -> list[BenchmarkImage]:
+    """The held-out split as benchmark pairs: a centre ``size`` HR crop and its MATLAB-bicubic LR (8-bit).
+    Unreadable images are skipped (see :func:`read_training_image`)."""
     if size % scale:
         raise ValueError(f"crop size {size} must be divisible by the scale {scale}")
     out = []
     for p in split_paths(folders, holdout_every)[1]:
-        hr = read_rgb(p)
+        hr = read_training_image(p, warn)
+        if hr is None:
+            continue
         h, w = hr.shape[-2:]
         if min(h, w) < size:
             continue
@@ -69,8 +87,9 @@ class TrainPatches:
     """Random (LR, HR) patch pairs from one or more folders of HR images."""
 
     def __init__(self, folders: list[str | Path], scale: int, patch: int, min_size: int | None = None,
-                 holdout_every: int = 0) -> None:
-        """``holdout_every=n`` leaves out every n-th image (see :func:`split_paths`) for validation."""
+                 holdout_every: int = 0, warn: Warn | None = None) -> None:
+        """``holdout_every=n`` leaves out every n-th image (see :func:`split_paths`) for validation; unreadable
+        images are skipped after ``warn`` names them (see :func:`read_training_image`)."""
         if patch % scale:
             raise ValueError(f"HR patch size {patch} must be divisible by the scale {scale}")
         self.scale, self.patch = scale, patch
@@ -78,13 +97,16 @@ class TrainPatches:
         paths = split_paths(folders, holdout_every)[0]
         self.paths = paths
         self.images: list[torch.Tensor] = []
+        unreadable = 0
         for p in paths:
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert("RGB"))
-            if min(arr.shape[:2]) >= self.crop:
-                self.images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+            rgb = read_training_image(p, warn)
+            if rgb is None:
+                unreadable += 1
+            elif min(rgb.shape[-2:]) >= self.crop:  # kept as 8-bit levels: a quarter of the memory
+                self.images.append((rgb * 255).round().to(torch.uint8).contiguous())
         if not self.images:
-            raise ValueError(f"no training image is at least {self.crop}x{self.crop} px; use a smaller --patch")
+            note = f" ({unreadable} unreadable, skipped)" if unreadable else ""
+            raise ValueError(f"no training image is at least {self.crop}x{self.crop} px{note}; use a smaller --patch")
 
     def sample(self, seed: int, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``index`` of the global batch at ``step``: (LR 3xpxp/s, HR 3xpxp), float in [0,1]."""

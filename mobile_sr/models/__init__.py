@@ -11,6 +11,10 @@ one step, :func:`.deploy.deploy`, which hands back the plain static module that 
 from __future__ import annotations
 
 import json
+import math
+import pickle
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,22 +216,59 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
         raise ModelError(f"{spec_str!r} is neither a built-in model ({', '.join(MODELS)}) nor an existing path")
     meta, state, path = read_checkpoint(path)
     name = meta.get("model")
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ModelError(f"{path}: unknown model {name!r} in checkpoint metadata")
-    try:
-        ckpt_scale = _number(str(meta.get("scale", 0)))
-    except ValueError:
-        raise ModelError(f"{path}: scale {meta.get('scale')!r} in its metadata is not a number") from None
-    if name == SUPERNET:
-        ckpt_scale = scale or 2
-    elif scale is not None and scale != ckpt_scale:
+    # One supernet serves every scale (the one asked for); anything else has the scale it was trained for.
+    ckpt_scale = (scale or 2) if name == SUPERNET else _meta_scale(meta, path)
+    if name != SUPERNET and scale is not None and scale != ckpt_scale:
         raise ModelError(f"{path} is a x{ckpt_scale:g} model, but --scale {scale:g} was asked for")
-    try:
-        module = create_model(name, ckpt_scale, pretrained=False, **meta.get("config", {}))
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: its config does not build {name} ({first_line(exc)})") from None
+    module = _build(name, ckpt_scale, meta.get("config", {}), path)
     _load_state(module, state, path, name)
     return _declared(name, module, ckpt_scale, spec_str)
+
+
+def _meta_scale(meta: dict, path: Path) -> Scale:
+    """The scale a checkpoint declares: a finite number >= 1 (``"two"``, ``null``, ``true``, 0 are refused)."""
+    raw = meta.get("scale")
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = _number(str(raw))
+    except (ValueError, OverflowError):
+        raise ModelError(f"{path}: scale {raw!r} in its metadata is not a number") from None
+    if not math.isfinite(value) or value < 1:
+        raise ModelError(f"{path}: scale {raw!r} in its metadata is not a scale (a number >= 1)")
+    return value
+
+
+def _build(name: str, scale: Scale, config: dict, path: Path) -> nn.Module:
+    """The module a checkpoint's metadata describes; a config that does not build it is one ModelError.
+
+    Any exception counts: the config is the file's, and constructors fail on bad values in their own ways
+    (TypeError, ValueError, torch's RuntimeError for a negative width)."""
+    try:
+        return create_model(name, scale, pretrained=False, **config)
+    except Exception as exc:
+        raise ModelError(f"{path}: its config does not build {name} ({first_line(exc)})") from None
+
+
+def load_torch_file(path: Path) -> object:
+    """``torch.load`` of a checkpoint as data only (``weights_only=True``), every failure one ModelError line.
+
+    A file that would need unpickling of code is refused as such; torch's own message suggests loading it with
+    ``weights_only=False``, which runs whatever the file contains, so it is never passed on."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's business
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never shown
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found:
+            raise ModelError(f"{path}: refused: it is a pickle that imports {found.group(1)}, which could run code; "
+                             "mobile-sr loads checkpoints as data only (tensors, numbers, text)") from None
+        raise ModelError(f"{path}: cannot read checkpoint (corrupt, or not a PyTorch file)") from None
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
+        raise ModelError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict, Path]:
@@ -247,7 +288,7 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, Path]:
             meta = json.loads(meta_path.read_text())
             state = load_file(path)
         else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = load_torch_file(path)
             if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
                 raise ModelError(f"{path}: not a mobile-sr checkpoint (no 'model'/'meta' entries)")
             meta, state = ckpt["meta"], ckpt["model"]
@@ -279,6 +320,6 @@ def load_supernet(spec: str | Path = SUPERNET) -> OFASR:
     meta, state, path = read_checkpoint(path)
     if meta.get("model") != SUPERNET:
         raise ModelError(f"{path}: a {meta.get('model')!r} checkpoint, not an ofa-sr supernet")
-    net = OFASR(**meta.get("config", {}))
+    net = _build(SUPERNET, SCALES[0], meta.get("config", {}), path)
     _load_state(net, state, path, SUPERNET)
-    return net.eval()
+    return net.eval()  # type: ignore[return-value]

@@ -38,7 +38,7 @@ from ..evaluation import Pipeline, evaluate
 from ..models import load_supernet
 from ..models.ofa import DEPTHS, EXPANDS, KERNELS, OFASR, SCALES, Arch, largest, sample, smallest
 from .schedule import warmup_cosine
-from .trainer import atomic_save, start_run
+from .trainer import atomic_save, hold_for_test, load_run_checkpoint, start_run, warn, write_config, written
 
 PHASES = ("full", "kernel", "depth", "expand")
 
@@ -133,8 +133,11 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     cfg.check()
     world, rank, out, ckpt_path = start_run(cfg.out, cfg.batch, resume)
 
-    data = {s: TrainPatches(cfg.data, s, cfg.lr_patch * s, holdout_every=cfg.holdout_every) for s in SCALES}
-    val = {s: holdout_images(cfg.data, cfg.holdout_every, s) for s in SCALES} if rank == 0 and cfg.val_every else {}
+    # Unreadable images are named once, by rank 0, by the first scale's loader (the others skip the same files).
+    data = {s: TrainPatches(cfg.data, s, cfg.lr_patch * s, holdout_every=cfg.holdout_every,
+                            warn=warn if rank == 0 and s == SCALES[0] else None) for s in SCALES}
+    val = {s: holdout_images(cfg.data, cfg.holdout_every, s, warn=warn if s == SCALES[0] else None)
+           for s in SCALES} if rank == 0 and cfg.val_every else {}
     torch.manual_seed(cfg.seed)
     # channels_last: PyTorch's CPU depthwise backward is ~4x faster in it for 7x7 kernels.
     model = OFASR(width=cfg.width).to(memory_format=torch.channels_last)
@@ -143,7 +146,7 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     opt = _optimizer(model)
     step, elapsed, history = 0, 0.0, []
     if resume:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
         for key in ("batch", "lr_patch", "seed", "subnets", "width", "holdout_every"):
             if saved[key] != asdict(cfg)[key]:
@@ -161,15 +164,22 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
             if name in ckpt.get("live_grads", []):
                 p.grad = torch.zeros_like(p)
     if rank == 0:  # on resume too: the config of record is the one the run finishes with
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+        write_config(out, asdict(cfg))
     meta = {"model": "ofa-sr", "scale": 2, "config": model.config()}
+    saved_step = step if resume else None  # the step of the checkpoint on disk, for the error line
+
+    def kept() -> str:
+        return (f"; the previous checkpoint (step {saved_step}) is kept" if saved_step is not None
+                else "; no checkpoint was written yet")
 
     def checkpoint() -> None:
-        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta,
-                     "live_grads": [n for n, p in model.named_parameters() if p.grad is not None]},
-                    ckpt_path)
+        nonlocal saved_step
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                 "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta,
+                 "live_grads": [n for n, p in model.named_parameters() if p.grad is not None]}
+        written([ckpt_path], kept(), atomic_save, state, ckpt_path)
+        saved_step = step
+        hold_for_test(step)
 
     total = cfg.total_steps
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, dynamic_ncols=True, unit="it")
@@ -224,8 +234,11 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     bar.close()
     summary = {"step": step, "train_seconds": elapsed, "out": str(out), "history": history}
     if rank == 0:
-        write_weights(model, {**meta, "step": step, "train_seconds": elapsed}, out / "model.safetensors")
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        final = out / "model.safetensors"
+        written([final, final.with_suffix(".json")], kept(),
+                write_weights, model, {**meta, "step": step, "train_seconds": elapsed}, final)
+        written([out / "summary.json"], kept(), atomic_write_text, out / "summary.json",
+                json.dumps(summary, indent=2) + "\n")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -9,10 +9,13 @@ train the same model as one process with the same global batch.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,15 +24,76 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..core.files import atomic_write, atomic_write_text
+from ..core.files import atomic_write, atomic_write_text, check_writable_dir
+from ..core.text import first_line
 from ..core.weights import write_weights
 from ..data.datasets import TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
-from ..models import MODELS, ModelError, create_model, load_model
+from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
 from ..models.fsrcnn import FSRCNN, init_bicubic
 from .schedule import warmup_cosine
 
 CHECKPOINT = "last.pt"
+# Test hook, inert unless set: "STEP:FILE" makes a run create FILE right after its checkpoint of STEP and wait
+# there (at most HOLD_SECONDS), so a test can kill it at a known point instead of racing a timer.
+HOLD_ENV = "MOBILE_SR_TEST_HOLD_AFTER_CHECKPOINT"
+HOLD_SECONDS = 600
+
+
+class RunWriteError(Exception):
+    """Writing a run file failed (disk full, permissions): one line naming the file; the last checkpoint is kept."""
+
+
+def hold_for_test(step: int) -> None:
+    """The test hook of :data:`HOLD_ENV`; does nothing unless the variable names this step."""
+    spec = os.environ.get(HOLD_ENV, "")
+    at, _, flag = spec.partition(":")
+    if not flag or not at.isdigit() or int(at) != step:
+        return
+    Path(flag).touch()
+    time.sleep(HOLD_SECONDS)
+
+
+def written(paths: list[Path], note: str, write: Callable[..., object], *args: object) -> None:
+    """``write(*args)``, which writes ``paths`` atomically and in that order; an OSError becomes a
+    :class:`RunWriteError` naming the file that failed and the reason, then ``note``."""
+    before = [_identity(p) for p in paths]
+    try:
+        write(*args)
+    except OSError as exc:
+        # The files are written in order, each by a rename: the first one not replaced is the one that failed.
+        failed = next((p for p, was in zip(paths, before, strict=True) if _identity(p) == was), paths[-1])
+        raise RunWriteError(f"cannot write {failed}: {exc.strerror or first_line(exc)}{note}") from None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when absent: a rename onto it changes both."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def write_config(out: Path, cfg: dict) -> None:
+    """``config.json`` of a run (creating its folder): the run's record, and how ``search`` finds its data."""
+    def write() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    written([out / "config.json"], "", write)
+
+
+def load_run_checkpoint(path: Path) -> dict:
+    """``last.pt`` for ``--resume``: plain data only (``weights_only``), any failure one line."""
+    ckpt = load_torch_file(path)
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "train_config"} <= ckpt.keys():
+        raise ModelError(f"{path}: not a mobile-sr training checkpoint (no model/optimizer/step entries)")
+    return ckpt
+
+
+def warn(message: str) -> None:
+    """A warning the user should see (skipped training images): one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -78,8 +142,13 @@ def _loss(cfg: TrainConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 
 def atomic_save(obj: object, path: Path) -> None:
-    """torch.save through a temp file, fsync, rename: a kill or a power cut leaves the old checkpoint or the new one."""
-    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
+    """torch.save through a temp file, fsync, rename: a kill or a power cut leaves the old checkpoint or the new one.
+
+    Serialized in memory first, so a full disk surfaces as the OSError of a plain write (torch's zip writer
+    would report it as a RuntimeError)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue(), fsync=True)
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -103,7 +172,8 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 def start_run(out_dir: str, batch: int, resume: bool) -> tuple[int, int, Path, Path]:
     """(world size, rank, run folder, checkpoint path) of a run about to start, under torchrun or not.
 
-    Refuses to overwrite a run (``--resume`` continues it) and to resume one that has no checkpoint.
+    Refuses to overwrite a run or anything else in a folder (``--resume`` continues a run), to resume one that
+    has no checkpoint, and an ``--out`` that cannot be written; all before any training work.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -117,7 +187,24 @@ def start_run(out_dir: str, batch: int, resume: bool) -> tuple[int, int, Path, P
         raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it, or choose another --out")
     if resume and not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    if not resume and out.is_dir() and (held := sorted(p.name for p in out.iterdir() if not p.name.startswith("."))):
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise FileExistsError(f"{out} is not empty ({shown}) and has no {CHECKPOINT} to resume; "
+                              "choose another --out, or delete it")
+    check_out_writable(out)
+    if world > 1:
+        dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     return world, rank, out, ckpt_path
+
+
+def check_out_writable(out: Path) -> None:
+    """The run folder, or the nearest folder above it that exists, must take new files (checked up front)."""
+    folder = out
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"--out {out}: {folder} is a file, not a folder")
+    check_writable_dir(folder, "run folder" if folder == out else f"folder of --out {out}")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -125,7 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     cfg.check()
     world, rank, out, ckpt_path = start_run(cfg.out, cfg.batch, resume)
 
-    data = TrainPatches(cfg.data, cfg.scale, cfg.patch)
+    data = TrainPatches(cfg.data, cfg.scale, cfg.patch, warn=warn if rank == 0 else None)
     val = load_benchmark(cfg.val_dataset, cfg.scale, cfg.val_root) if rank == 0 and cfg.val_every else []
     model = build_model(cfg)
     tail_ids = {id(p) for p in model.tail().parameters()}
@@ -136,7 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     opt = torch.optim.Adam(groups, lr=cfg.lr)
     step, best, elapsed, history = 0, -math.inf, 0.0, []
     if resume:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
         for key in ("model", "scale", "batch", "patch", "seed", "loss", "config"):
             if saved[key] != asdict(cfg)[key]:
@@ -145,18 +232,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         opt.load_state_dict(ckpt["optimizer"])
         step, best, elapsed, history = ckpt["step"], ckpt["best_psnr"], ckpt["train_seconds"], ckpt["history"]
     elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+        write_config(out, asdict(cfg))
 
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     meta = {"model": cfg.model, "scale": cfg.scale, "config": model.config()}
 
+    saved_step = step if resume else None  # the step of the checkpoint on disk, for the error line
+
+    def kept() -> str:
+        return (f"; the previous checkpoint (step {saved_step}) is kept" if saved_step is not None
+                else "; no checkpoint was written yet")
+
     def checkpoint() -> None:
-        atomic_save(
-            {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best_psnr": best,
-             "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta},
-            ckpt_path,
-        )
+        nonlocal saved_step
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best_psnr": best,
+                 "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta}
+        written([ckpt_path], kept(), atomic_save, state, ckpt_path)
+        saved_step = step
+        hold_for_test(step)
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0,
                dynamic_ncols=True, unit="it")
@@ -183,7 +276,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed})
                 if val_psnr > best:
                     best = val_psnr
-                    write_weights(model, {**meta, "step": step, "val_psnr": val_psnr}, out / "best.safetensors")
+                    best_path = out / "best.safetensors"
+                    written([best_path, best_path.with_suffix(".json")], kept(),
+                            write_weights, model, {**meta, "step": step, "val_psnr": val_psnr}, best_path)
                 t_last = time.perf_counter()  # validation is not training time
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 checkpoint()
@@ -192,8 +287,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     bar.close()
     summary = {"step": step, "best_val_psnr": best, "train_seconds": elapsed, "out": str(out)}
     if rank == 0:
-        write_weights(model, {**meta, "step": step, "train_seconds": elapsed}, out / "model.safetensors")
-        atomic_write_text(out / "summary.json", json.dumps({**summary, "history": history}, indent=2) + "\n")
+        final = out / "model.safetensors"
+        written([final, final.with_suffix(".json")], kept(),
+                write_weights, model, {**meta, "step": step, "train_seconds": elapsed}, final)
+        written([out / "summary.json"], kept(), atomic_write_text, out / "summary.json",
+                json.dumps({**summary, "history": history}, indent=2) + "\n")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
