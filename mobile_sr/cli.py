@@ -195,9 +195,9 @@ def _check_out_file(path: str | None, option: str) -> None:
 
     if path:
         try:
-            check_writable_dir(Path(path).resolve().parent, f"folder of {option} {path}")
+            check_writable_dir(Path(path).resolve().parent)
         except OSError as exc:
-            fail(str(exc))
+            fail(f"{option} {path}: {exc}")
 
 
 @main.command("eval")

@@ -64,5 +64,5 @@ def test_shipped_subnet_is_cut_from_the_supernet_and_matches_its_manifest(name, 
     assert sub.config() == cut.config()
     for (k, a), b in zip(sub.state_dict().items(), cut.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
-    res = evaluate(sub, load_benchmark("Set5", scale), scale)
+    res = evaluate(Pipeline(sub, scale), load_benchmark("Set5", scale))
     assert res.psnr == pytest.approx(man["eval"]["Set5"]["psnr"], abs=0.01)

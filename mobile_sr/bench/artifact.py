@@ -15,7 +15,11 @@ from pathlib import Path
 from torch import nn
 
 from ..core.files import sidecar_path
+from ..core.schema import validate
+from ..core.text import first_line
 from ..core.text import parse_size as core_parse_size
+from ..export.sidecar import SCHEMA_PATH as SIDECAR_SCHEMA
+from ..export.sidecar import measure
 from ..models import MODELS, ModelError, create_model, load_model
 from ..models.deploy import deploy, deploy_module, profile
 
@@ -38,6 +42,7 @@ class Artifact:
     output_size: tuple[int, int]
     macs: float | None  # multiply-accumulates per inference, from the model's real layers
     module: nn.Module | None = None  # the eager model (format "pytorch" only)
+    tensors: dict | None = None  # the sidecar's {"inputs": [...], "outputs": [...]}, checked against the file
 
     @property
     def name(self) -> str:
@@ -71,25 +76,29 @@ def _from_sidecar(path: Path, fmt: str) -> Artifact:
                          "which writes both")
     try:
         doc = json.loads(side.read_text())
-        model, inp, out = doc["model"], doc["inputs"][0], doc["outputs"][0]
-        precision, scale = doc["artifact"]["precision"], int(model["scale"])
-        size_in, size_out = _hw(inp), _hw(out)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise BenchError(f"{side}: not a mobile-sr sidecar ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    if doc["artifact"].get("format") != fmt:
-        raise BenchError(f"{side}: describes a {doc['artifact'].get('format')} artifact, but {path.name} is {fmt}")
-    return Artifact(path, fmt, precision, model.get("name"), scale, size_in, size_out,
-                    _macs(model.get("name"), scale, model.get("config", {}), size_out))
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{side}: not JSON ({first_line(exc)})") from None
+    errors = validate(doc, SIDECAR_SCHEMA)
+    if errors:
+        raise BenchError(f"{side}: not a mobile-sr sidecar ({errors[0]})")
+    model, inp, out = doc["model"], doc["inputs"][0], doc["outputs"][0]
+    if doc["artifact"]["format"] != fmt:
+        raise BenchError(f"{side}: describes a {doc['artifact']['format']} artifact, but {path.name} is {fmt}")
+    # As bundle does: the sidecar must describe these very bytes, or every figure it implies is a guess.
+    size, digest = measure(path)
+    if (size, digest) != (doc["artifact"]["bytes"], doc["artifact"]["sha256"]):
+        raise BenchError(f"{path.name}: does not match the size and sha256 in its sidecar (changed, corrupt, or "
+                         "the sidecar of another export); export it again")
+    scale, size_out = int(model["scale"]), _hw(out)
+    tensors = {k: [{key: t[key] for key in ("shape", "layout", "dtype")} for t in doc[k]] for k in ("inputs", "outputs")}
+    return Artifact(path, fmt, doc["artifact"]["precision"], model.get("name"), scale, _hw(inp), size_out,
+                    _macs(model.get("name"), scale, model.get("config", {}), size_out), tensors=tensors)
 
 
 def _hw(tensor: dict) -> tuple[int, int]:
-    """(height, width) of a sidecar tensor, whatever its layout."""
+    """(height, width) of a sidecar tensor (the schema allows NCHW and NHWC only)."""
     shape = tensor["shape"]
-    if tensor["layout"] == "NCHW":
-        return int(shape[2]), int(shape[3])
-    if tensor["layout"] == "NHWC":
-        return int(shape[1]), int(shape[2])
-    raise ValueError(f"unknown layout {tensor['layout']!r}")
+    return (int(shape[1]), int(shape[2])) if tensor["layout"] == "NHWC" else (int(shape[2]), int(shape[3]))
 
 
 def _macs(name: str | None, scale: int, config: dict, size_out: tuple[int, int]) -> float | None:

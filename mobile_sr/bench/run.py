@@ -16,10 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..core.text import describe
 from . import host
 from .adb import Adb, AdbError, find_adb, select_device
 from .artifact import Artifact
 from .matmul import matmul_gmacs
+from .probe import mismatch, probe
 from .remote import BINARY_FORMATS, RunFailed, app_ready, install_apk, pick_binary, run_app, run_binary
 from .report import document, record
 
@@ -88,6 +90,10 @@ def _one(art: Artifact, plan: AdbPlan | None, threads: int, warmup: int, runs: i
     if reason:
         return record(art, measurement=None, status="unsupported", error=reason, psnr=None, **common)
     try:
+        on_host = check_on_host(art)
+    except RuntimeError as exc:  # crashed, failed to load, or disagrees with its sidecar: this artifact fails alone
+        return record(art, measurement=None, status="failed", error=str(exc), psnr=None, **common)
+    try:
         if plan is None:
             m = host.measure(art, threads, warmup, runs, bar)
         elif plan.runner == "binary":
@@ -100,15 +106,30 @@ def _one(art: Artifact, plan: AdbPlan | None, threads: int, warmup: int, runs: i
         raise
     except Exception as exc:  # noqa: BLE001 - a broken artifact may raise anything from its runtime
         return record(art, measurement=None, status="failed", error=_one_line(exc), psnr=None, **common)
-    quality = _psnr(art, threads) if psnr else None
+    quality = _psnr(art, threads) if psnr and on_host else None
     return record(art, measurement=m, status="ok", error=None, psnr=quality, **common)
+
+
+def check_on_host(art: Artifact) -> bool:
+    """Open an exported file in a child process (see :mod:`.probe`) and check its tensors against the sidecar.
+    False where this host has no runtime for it (it is then neither timed nor scored here); RuntimeError with
+    one line where the file crashes, fails or disagrees."""
+    if art.format not in host.HOST_FORMATS or art.format == "pytorch":
+        return art.format == "pytorch"
+    try:
+        host.preload(art.format)
+    except host.RuntimeMissing:
+        return False
+    found = probe(art.format, art.path)
+    if art.tensors is not None and (problem := mismatch(art.tensors, found)):
+        raise RuntimeError(problem)
+    return True
 
 
 def _one_line(exc: Exception) -> str:
     if isinstance(exc, (RunFailed, host.RuntimeMissing)):
         return str(exc)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+    return describe(exc, 200)
 
 
 def _psnr(art: Artifact, threads: int) -> float | None:

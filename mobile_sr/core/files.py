@@ -82,10 +82,12 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
-def check_writable_dir(folder: str | os.PathLike, what: str = "output folder") -> None:
-    """Raise OSError with one plain line unless files can be created in ``folder`` (checked before long work)."""
+def check_writable_dir(folder: str | os.PathLike, what: str | None = None) -> None:
+    """Raise OSError with one plain line unless files can be created in ``folder``: checked before minutes of
+    work, not after. ``what`` names the folder ("run folder"); without it the line reads "its folder ..."."""
     folder = Path(folder)
+    head = f"{folder}: the {what}" if what else f"its folder {folder}"
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: the {what} does not exist")
+        raise FileNotFoundError(f"{head} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{folder}: the {what} is not writable")
+        raise PermissionError(f"{head} is not writable")
