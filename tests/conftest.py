@@ -4,12 +4,16 @@ export tests convert."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from mobile_sr.core.files import sidecar_path
+from mobile_sr.export.sidecar import measure
+from mobile_sr.export.sidecar import validate as validate_sidecar
 from mobile_sr.models import create_model, weights_path
 from mobile_sr.models.fsrcnn import init_bicubic
 
@@ -86,3 +90,56 @@ def _image_like_model(name: str) -> torch.nn.Module:
 def image_like_model() -> Callable[[str], torch.nn.Module]:
     """``image_like_model(name)``: an x2 model whose outputs are images (see ``_image_like_model``)."""
     return _image_like_model
+
+
+def sidecar(path: Path, fmt: str, precision: str = "fp32", size: int = 32) -> dict:
+    """A sidecar written by hand, following mobile_sr/export/sidecar.schema.json (checked below)."""
+    layout, shape_in, shape_out = ("NHWC", [1, size, size, 3], [1, 2 * size, 2 * size, 3]) if fmt == "tflite" else \
+        ("NCHW", [1, 3, size, size], [1, 3, 2 * size, 2 * size])
+
+    def tensor(name: str, shape: list[int]) -> dict:
+        return {"name": name, "shape": shape, "layout": layout, "dtype": "float32", "color_order": "RGB",
+                "value_range": [0.0, 1.0], "quantization": None}
+
+    return {
+        "schema_version": 1,
+        "artifact": {"file": path.name, "format": fmt, "precision": precision, "bytes": 0, "sha256": "0" * 64},
+        "model": {"name": "fsrcnn-s", "arch": "FSRCNN", "config": {"d": 32, "s": 5, "m": 1}, "scale": 2,
+                  "source": "fsrcnn-s", "clamp_output": True},
+        "inputs": [tensor("input", shape_in)], "outputs": [tensor("output", shape_out)],
+        "export": {"seconds": 1.0, "created": "2026-01-01T00:00:00+00:00", "tools": {}, "min_runtime": None},
+        "calibration": None,
+        "verification": {"status": "skipped", "verified": False, "runtime": "none", "parity_psnr_db": None,
+                         "set5_psnr_db": None, "set5_fp32_psnr_db": None,
+                         "thresholds": {"parity_min_db": 50.0, "int8_max_loss_db": None}, "ops": None, "problems": []},
+    }
+
+
+def _stand_in(folder: Path, name: str) -> Path:
+    """A stand-in artifact (the fake phone's binaries do not read it) with a valid, sealed sidecar."""
+    path = folder / name
+    path.write_bytes(b"not a real model")
+    fmt = {".tflite": "tflite", ".pte": "executorch", ".onnx": "onnx"}[path.suffix]
+    return _seal(path, sidecar(path, fmt))
+
+
+def _seal(artifact: Path, doc: dict) -> Path:
+    """Write ``doc`` as ``artifact``'s sidecar, with the file's real name, size and sha256 (as export writes them):
+    bench and bundle refuse a sidecar that does not describe the bytes beside it."""
+    size, digest = measure(artifact)
+    doc = {**doc, "artifact": {**doc["artifact"], "file": artifact.name, "bytes": size, "sha256": digest}}
+    assert validate_sidecar(doc) == []
+    sidecar_path(artifact).write_text(json.dumps(doc))
+    return artifact
+
+
+@pytest.fixture(scope="session")
+def make_artifact() -> Callable[[Path, str], Path]:
+    """``make_artifact(folder, "m.tflite")``: a stand-in file with a sealed sidecar, for the fake phone."""
+    return _stand_in
+
+
+@pytest.fixture(scope="session")
+def seal() -> Callable[[Path, dict], Path]:
+    """``seal(artifact, sidecar_doc)``: write the sidecar with the artifact's real size and sha256."""
+    return _seal

@@ -26,46 +26,11 @@ from mobile_sr.bench.latency_table import LayerConfig, lookup, measure_layers
 from mobile_sr.bench.report import validate
 from mobile_sr.bench.run import connect
 from mobile_sr.cli import main
-from mobile_sr.export.sidecar import validate as validate_sidecar
 
 FAKE = Path(__file__).resolve().parent / "fake_adb.py"
 SERIAL = "emulator-5554"
 REMOTE = "/data/local/tmp/mobile_sr"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def sidecar(path: Path, fmt: str, precision: str = "fp32", size: int = 32) -> dict:
-    """A sidecar written by hand, following mobile_sr/export/sidecar.schema.json (checked below)."""
-    layout, shape_in, shape_out = ("NHWC", [1, size, size, 3], [1, 2 * size, 2 * size, 3]) if fmt == "tflite" else \
-        ("NCHW", [1, 3, size, size], [1, 3, 2 * size, 2 * size])
-
-    def tensor(name: str, shape: list[int]) -> dict:
-        return {"name": name, "shape": shape, "layout": layout, "dtype": "float32", "color_order": "RGB",
-                "value_range": [0.0, 1.0], "quantization": None}
-
-    return {
-        "schema_version": 1,
-        "artifact": {"file": path.name, "format": fmt, "precision": precision, "bytes": 10, "sha256": "0" * 64},
-        "model": {"name": "fsrcnn-s", "arch": "FSRCNN", "config": {"d": 32, "s": 5, "m": 1}, "scale": 2,
-                  "source": "fsrcnn-s", "clamp_output": True},
-        "inputs": [tensor("input", shape_in)], "outputs": [tensor("output", shape_out)],
-        "export": {"seconds": 1.0, "created": "2026-01-01T00:00:00+00:00", "tools": {}, "min_runtime": None},
-        "calibration": None,
-        "verification": {"status": "skipped", "verified": False, "runtime": "none", "parity_psnr_db": None,
-                         "set5_psnr_db": None, "set5_fp32_psnr_db": None,
-                         "thresholds": {"parity_min_db": 50.0, "int8_max_loss_db": None}, "ops": None, "problems": []},
-    }
-
-
-def make_artifact(folder: Path, name: str) -> Path:
-    """A stand-in artifact (the fake binaries do not read it) with a valid sidecar."""
-    path = folder / name
-    path.write_bytes(b"not a real model")
-    fmt = {".tflite": "tflite", ".pte": "executorch", ".onnx": "onnx"}[path.suffix]
-    doc = sidecar(path, fmt)
-    assert validate_sidecar(doc) == []
-    path.with_name(name + ".json").write_text(json.dumps(doc))
-    return path
 
 
 class FakeClock:
@@ -174,7 +139,7 @@ def shell(cmd: list[str]) -> list[str]:
     return ["-s", SERIAL, "shell", " ".join(shlex.quote(c) for c in cmd) + "; echo :mobile_sr_exit:$?"]
 
 
-def test_tflite_binary_exact_commands_parsing_and_cleanup(phone, tmp_path):
+def test_tflite_binary_exact_commands_parsing_and_cleanup(phone, tmp_path, make_artifact):
     art = make_artifact(phone.work, "m_x2.tflite")
     out = tmp_path / "r.json"
     res = phone.bench(str(art), "--binary", str(phone.tflite_bin), "--threads", "4", "--json", str(out))
@@ -218,7 +183,7 @@ def test_tflite_binary_exact_commands_parsing_and_cleanup(phone, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["x; touch pwned.tflite", "$(touch pwned2).tflite", "a'b`touch pwned3`.tflite"])
-def test_file_names_never_run_as_commands(phone, name):
+def test_file_names_never_run_as_commands(phone, name, make_artifact):
     art = make_artifact(phone.work, name)
     res = phone.bench(str(art), "--binary", str(phone.tflite_bin))
     assert res.exit_code == 0, res.output
@@ -228,7 +193,7 @@ def test_file_names_never_run_as_commands(phone, name):
     assert phone.leftovers() == []
 
 
-def test_executor_runner_iterations(phone, tmp_path):
+def test_executor_runner_iterations(phone, tmp_path, make_artifact):
     art = make_artifact(phone.work, "m_x2.pte")
     out = tmp_path / "r.json"
     res = phone.bench(str(art), "--binary", str(phone.et_bin), "--binary", str(phone.tflite_bin), "--threads", "2",
@@ -247,7 +212,7 @@ def test_executor_runner_iterations(phone, tmp_path):
     ("crash", "benchmark_model crashed (signal 11)"),
     ("garbage", "printed no 'Inference timings in us' line"),
 ])
-def test_binary_failures_are_one_line_and_clean_up(phone, tmp_path, mode, message):
+def test_binary_failures_are_one_line_and_clean_up(phone, tmp_path, mode, message, make_artifact):
     phone.env(FAKE_BENCH_MODE=mode)
     arts = [make_artifact(phone.work, "a.tflite"), make_artifact(phone.work, "b.tflite")]
     out = tmp_path / "r.json"
@@ -259,7 +224,7 @@ def test_binary_failures_are_one_line_and_clean_up(phone, tmp_path, mode, messag
     assert phone.leftovers() == []
 
 
-def test_binary_timeout_kills_the_binary_and_stops(phone, tmp_path):
+def test_binary_timeout_kills_the_binary_and_stops(phone, tmp_path, make_artifact):
     phone.env(FAKE_BENCH_MODE="hang")
     art = make_artifact(phone.work, "a.tflite")
     res = phone.bench(str(art), "--binary", str(phone.tflite_bin), "--timeout", "2", "--json", str(tmp_path / "r.json"))
@@ -271,7 +236,7 @@ def test_binary_timeout_kills_the_binary_and_stops(phone, tmp_path):
 
 
 @pytest.mark.parametrize(("timeout", "shown"), [("1", "1"), ("600", "30")])
-def test_adb_devices_has_a_short_timeout_of_its_own(phone, timeout, shown):
+def test_adb_devices_has_a_short_timeout_of_its_own(phone, timeout, shown, make_artifact):
     phone.env(FAKE_ADB_HANG="devices")
     res = phone.bench(str(make_artifact(phone.work, "a.tflite")), "--binary", str(phone.tflite_bin), "--timeout", timeout)
     assert res.exit_code == 1
@@ -287,7 +252,7 @@ def test_adb_devices_has_a_short_timeout_of_its_own(phone, timeout, shown):
     ("current", "3", f"adb: error: failed to get feature set: device '{SERIAL}' not found"),  # the first push
     ("old", "3", f"adb: error: failed to get feature set: device '{SERIAL}' not found"),  # adb 29: on stdout
 ])
-def test_device_lost_between_commands(phone, tmp_path, version, lose_after, said):
+def test_device_lost_between_commands(phone, tmp_path, version, lose_after, said, make_artifact):
     phone.env(FAKE_ADB_VERSION=version, FAKE_ADB_LOSE_AFTER=lose_after)
     arts = [make_artifact(phone.work, "a.tflite"), make_artifact(phone.work, "b.tflite")]
     res = phone.bench(*map(str, arts), "--binary", str(phone.tflite_bin), "--json", str(tmp_path / "r.json"))
@@ -298,7 +263,7 @@ def test_device_lost_between_commands(phone, tmp_path, version, lose_after, said
 
 @pytest.mark.parametrize("version", ["current", "old"])
 @pytest.mark.parametrize(("v2", "rc"), [("1", 255), ("0", 0)])
-def test_device_lost_during_benchmark_model(phone, tmp_path, version, v2, rc):
+def test_device_lost_during_benchmark_model(phone, tmp_path, version, v2, rc, make_artifact):
     """The cable is pulled while the binary runs: adb exits 255 (shell v2) or 0 (no v2) and prints nothing."""
     phone.env(FAKE_ADB_VERSION=version, FAKE_ADB_SHELL_V2=v2, FAKE_ADB_DROP="--graph=")
     arts = [make_artifact(phone.work, "a.tflite"), make_artifact(phone.work, "b.tflite")]
@@ -312,7 +277,7 @@ def test_device_lost_during_benchmark_model(phone, tmp_path, version, v2, rc):
 
 
 @pytest.mark.parametrize("version", ["current", "old"])
-def test_phone_without_shell_v2(phone, tmp_path, version):
+def test_phone_without_shell_v2(phone, tmp_path, version, make_artifact):
     """adb shell exits 0 whatever the command did, stderr joins stdout, lines end in CRLF: results are the same,
     and a crash is still a crash."""
     phone.env(FAKE_ADB_VERSION=version, FAKE_ADB_SHELL_V2="0")
@@ -345,7 +310,7 @@ def test_shell_status_comes_from_the_phone(phone, v2):
     ("fail", 1, "error: `adb devices` failed (exit 1): the adb server did not start: could not install "
                 "*smartsocket* listener: Address already in use\n"),
 ])
-def test_adb_server_start(phone, server, code, output):
+def test_adb_server_start(phone, server, code, output, make_artifact):
     phone.env(FAKE_ADB_SERVER=server)
     res = phone.bench(str(make_artifact(phone.work, "a.tflite")), "--binary", str(phone.tflite_bin))
     assert res.exit_code == code, res.output
@@ -409,7 +374,7 @@ def test_real_timeout_kills_the_process_group(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
                                                    (signal.SIGTERM, 143, "terminated (SIGTERM)")])
-def test_ctrl_c_and_sigterm_kill_the_adb_process_group(phone, tmp_path, sig, code, said):
+def test_ctrl_c_and_sigterm_kill_the_adb_process_group(phone, tmp_path, sig, code, said, make_artifact):
     """A real `mobile-sr bench` process, signalled once the binary hangs on the "phone": adb and the binary
     are killed, one error line, the signal's exit code, no JSON, and nothing more is sent to the phone."""
     phone.env(FAKE_BENCH_MODE="hang")
@@ -440,7 +405,7 @@ def test_ctrl_c_and_sigterm_kill_the_adb_process_group(phone, tmp_path, sig, cod
     (f"{SERIAL}:device,R5CT:device", [], 2, f"several devices attached: {SERIAL} (device), R5CT (device); pick one"),
     (f"{SERIAL}:device", ["--serial", "nope"], 1, f"device nope is not attached (attached: {SERIAL})"),
 ])
-def test_device_selection_errors(phone, devices, extra, code, message):
+def test_device_selection_errors(phone, devices, extra, code, message, make_artifact):
     phone.env(FAKE_ADB_DEVICES=devices)
     res = phone.bench(str(make_artifact(phone.work, "a.tflite")), "--binary", str(phone.tflite_bin), *extra)
     assert res.exit_code == code
@@ -448,7 +413,7 @@ def test_device_selection_errors(phone, devices, extra, code, message):
     assert phone.adb_calls() == [["devices"]]  # nothing was sent to any device
 
 
-def test_serial_from_option_and_environment(phone):
+def test_serial_from_option_and_environment(phone, make_artifact):
     phone.env(FAKE_ADB_DEVICES=f"R5CT:device,{SERIAL}:device")
     art = str(make_artifact(phone.work, "a.tflite"))
     assert phone.bench(art, "--binary", str(phone.tflite_bin), "--serial", SERIAL).exit_code == 0
@@ -458,7 +423,7 @@ def test_serial_from_option_and_environment(phone):
     assert serials == {SERIAL, "R5CT"}
 
 
-def test_no_adb(phone, tmp_path):
+def test_no_adb(phone, tmp_path, make_artifact):
     art = str(make_artifact(phone.work, "a.tflite"))
     res = CliRunner().invoke(main, ["bench", "--no-psnr", "--device", "adb", "--binary", str(phone.tflite_bin), art],
                              env={"PATH": str(tmp_path / "empty"), "ADB": None})
@@ -467,7 +432,7 @@ def test_no_adb(phone, tmp_path):
     assert res.exit_code == 1 and "is not an executable file" in res.output
 
 
-def test_formats_without_a_phone_runner_are_skipped(phone, tmp_path):
+def test_formats_without_a_phone_runner_are_skipped(phone, tmp_path, make_artifact):
     onnx = make_artifact(phone.work, "m.onnx")
     tfl = make_artifact(phone.work, "m.tflite")
     res = phone.bench(str(onnx), str(tfl), "--binary", str(phone.et_bin), "--json", str(tmp_path / "r.json"))
@@ -485,7 +450,7 @@ def app_start(model: str, threads: str = "1") -> list[str]:
                   "--es", "output", "mobile_sr_results.json"])
 
 
-def test_app_runner_contract(phone, tmp_path):
+def test_app_runner_contract(phone, tmp_path, make_artifact):
     art = make_artifact(phone.work, "m_x2.pte")
     apk = tmp_path / "demo.apk"
     apk.write_bytes(b"PK fake apk")
@@ -519,7 +484,7 @@ def test_app_runner_contract(phone, tmp_path):
     assert r["throughput(mpix/s)"] == pytest.approx(64 * 64 / 1e6 / 0.021, rel=1e-3)  # recomputed here
 
 
-def test_app_results_are_polled_until_written(phone):
+def test_app_results_are_polled_until_written(phone, make_artifact):
     phone.env(FAKE_APP_MODE="delay")
     (phone.root / "data" / "app" / "org.mobilesr.demo").mkdir(parents=True)
     (phone.root / "data" / "data" / "org.mobilesr.demo" / "files").mkdir(parents=True)
@@ -536,7 +501,7 @@ def test_app_results_are_polled_until_written(phone):
     ("error", "the app reported failed: Failed to load model: error 0x22"),
     ("noactivity", "am start failed: Error: Activity class {org.mobilesr.demo/.BenchmarkActivity} does not exist."),
 ])
-def test_app_failures(phone, mode, message):
+def test_app_failures(phone, mode, message, make_artifact):
     phone.env(FAKE_APP_MODE=mode)
     apk = phone.work / "demo.apk"
     apk.write_bytes(b"PK")
@@ -551,7 +516,7 @@ def test_app_failures(phone, mode, message):
     assert phone.leftovers() == []
 
 
-def test_app_missing_or_failing_install(phone, tmp_path):
+def test_app_missing_or_failing_install(phone, tmp_path, make_artifact):
     art = str(make_artifact(phone.work, "m.tflite"))
     res = phone.bench(art, "--runner", "app")
     assert res.exit_code == 1 and "the demo app org.mobilesr.demo is not installed on emulator-5554; pass --apk" in res.output
@@ -562,7 +527,7 @@ def test_app_missing_or_failing_install(phone, tmp_path):
     assert res.exit_code == 1 and "INSTALL_FAILED_NO_MATCHING_ABIS" in res.output and res.output.count("\n") == 1
 
 
-def test_no_thermal_service(phone, tmp_path):
+def test_no_thermal_service(phone, tmp_path, make_artifact):
     phone.env(FAKE_ADB_THERMAL="absent")
     res = phone.bench(str(make_artifact(phone.work, "m.tflite")), "--binary", str(phone.tflite_bin), "--json",
                       str(tmp_path / "r.json"))

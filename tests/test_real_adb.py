@@ -23,7 +23,6 @@ from click.testing import CliRunner
 
 from mobile_sr.bench.adb import Adb, AdbError, execute, list_devices, select_device
 from mobile_sr.cli import main
-from tests.test_bench_adb import make_artifact
 
 ADB = shutil.which("adb")
 FAKE = Path(__file__).resolve().parent / "fake_adb.py"
@@ -74,7 +73,7 @@ def test_cold_start_prints_on_stderr_and_lists_no_device(port):
     assert execute([ADB, "devices"], 60) == (0, "List of devices attached\n\n", "")  # warm: no notice
 
 
-def test_bench_on_a_cold_server_with_no_device(port, tmp_path):
+def test_bench_on_a_cold_server_with_no_device(port, tmp_path, make_artifact):
     art = make_artifact(tmp_path, "m.tflite")
     res = CliRunner().invoke(main, ["bench", "--no-psnr", "--no-progress", "--device", "adb", "--adb", ADB,
                                     "--binary", __file__, "--json", str(tmp_path / "r.json"), str(art)])

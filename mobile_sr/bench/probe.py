@@ -22,6 +22,10 @@ from ..core.text import describe, first_line
 PROBE_TIMEOUT_S = 300.0
 
 
+class SidecarMismatch(RuntimeError):
+    """The file's tensors are not those its sidecar declares."""
+
+
 def tensors(fmt: str, path: Path) -> dict:
     """{"inputs": [...], "outputs": [...]} as the runtime reads them from the file, after one inference."""
     import numpy as np
