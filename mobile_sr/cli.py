@@ -407,6 +407,8 @@ def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial:
                binaries: tuple[str, ...], threads: int, input_size: str, supernet: str, data: tuple[str, ...],
                seed: int, cache_dir: str | None, out: str | None, no_progress: bool) -> None:
     """Cut the most accurate subnet that fits a latency budget out of the OFA supernet."""
+    import math
+
     from .bench.adb import AdbError
     from .bench.artifact import BenchError, parse_size
     from .bench.run import connect
@@ -414,6 +416,8 @@ def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial:
     from .search.evolution import BudgetError
     from .search.run import SearchError, search
 
+    if not math.isfinite(latency_ms):  # FloatRange lets nan and inf through
+        fail(f"--latency-ms {latency_ms}: the budget must be a finite number of milliseconds > 0")
     if device == "host" and (serial or binaries):
         fail("--serial and --binary apply to --device adb only")
     if device == "adb" and not binaries:

@@ -14,6 +14,7 @@ from mobile_sr.cli import main
 from mobile_sr.core.weights import write_weights
 from mobile_sr.models import load_model
 from mobile_sr.models.ofa import OFASR, OFASubnet, largest, sample, smallest
+from mobile_sr.search import latency as latency_mod
 from mobile_sr.search import predictor, run
 from mobile_sr.search.evolution import BudgetError, EvolutionConfig, evolve
 from mobile_sr.search.latency import LatencyModel, all_layers, arch_layers, spearman
@@ -96,6 +97,79 @@ def test_spearman_and_predictor_report_real_errors():
     assert predictor.holdout_error(shuffled, seed=0)["x2"]["spearman"] < 0.5, "the error report must see noise"
 
 
+def _supernet_run(folder):
+    """A random supernet saved as `train --model ofa-sr` saves it, with Set5 HR as its 'training' folder."""
+    net = OFASR()
+    folder.mkdir()
+    write_weights(net, {"model": "ofa-sr", "scale": 2, "config": net.config()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"data": [str(SET5_HR)], "holdout_every": 2}))
+    return folder
+
+
+def _no_long_work(monkeypatch):
+    """Make every long step of a search (the layer table, scoring subnets, fitting the predictor) fail loudly."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a refused budget must not reach the long steps of a search")
+
+    monkeypatch.setattr(latency_mod, "measure_layers", forbidden)
+    monkeypatch.setattr(run.acc, "collect", forbidden)
+    monkeypatch.setattr(run.acc, "holdout_error", forbidden)
+    monkeypatch.setattr(run.acc, "fit", forbidden)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "NaN"])
+def test_a_budget_that_is_not_a_number_is_refused_at_once(tmp_path, value):
+    """Issue 12 item 10: `--latency-ms nan` ran 4 minutes and wrote NaN into search.json."""
+    r = CliRunner().invoke(main, ["search", "--scale", "2", "--latency-ms", value, "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: --latency-ms {float(value)}: the budget must be a finite number of milliseconds "
+                        "> 0\n")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(run.SearchError, match="must be a number of milliseconds > 0"):
+        run.search(supernet_spec="ofa-sr", scale=2, budget_ms=float(value), runtime="onnx", plan=None, threads=1,
+                   size=(32, 32), out=tmp_path / "y", cache_dir=tmp_path / "cache")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.extras("onnx")
+def test_an_impossible_budget_on_a_cold_cache_is_refused_after_one_measurement(tmp_path, monkeypatch):
+    """Issue 12 item 10: on a cold cache only the smallest subnet is measured (seconds) before the refusal, never
+    the layer table or the predictor; the figure it gives is a real measurement."""
+    supernet = _supernet_run(tmp_path / "supernet")
+    _no_long_work(monkeypatch)
+    r = CliRunner().invoke(main, ["search", "--scale", "2", "--latency-ms", "0.001", "--runtime", "onnx",
+                                  "--input-size", "32x32", "--supernet", str(supernet), "--cache",
+                                  str(tmp_path / "cache"), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert r.exit_code == 2, r.output
+    line = r.stderr.splitlines()[-1]
+    assert line.startswith("error: no x2 subnet fits 0.001 ms: the smallest measures ") and line.endswith(
+        " ms on this runtime and device"), r.stderr
+    assert float(line.split("measures ")[1].split(" ms")[0]) > 0.001
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("cache/latency_*")), "nothing is cached"
+
+
+def test_an_impossible_budget_on_a_warm_cache_is_refused_before_the_predictor(tmp_path, monkeypatch):
+    """Issue 12 item 10: with the latency model cached, the refusal costs nothing (it used to come after 62 s of
+    predictor fitting)."""
+    supernet = _supernet_run(tmp_path / "supernet")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    model = synthetic_latency(32, 32)
+    doc = {"model": model.to_dict(), "check": {"n": 0, "spearman": 1.0, "mean_abs_error_ms": 0.0,
+                                               "mean_rel_error": 0.0, "subnets": []}}
+    (cache / f"latency_onnx_{run.device_id(None)}_32x32_t1_x2.json").write_text(json.dumps(doc))
+    _no_long_work(monkeypatch)
+    monkeypatch.setattr(latency_mod, "measure_subnet", lambda *a, **k: pytest.fail("measured with a warm cache"))
+    r = CliRunner().invoke(main, ["search", "--scale", "2", "--latency-ms", "0.5", "--runtime", "onnx",
+                                  "--input-size", "32x32", "--supernet", str(supernet), "--cache", str(cache),
+                                  "-o", str(tmp_path / "out"), "--no-progress"])
+    assert r.exit_code == 2, r.output
+    floor = model.predict(smallest(2))
+    assert r.stderr == (f"error: no x2 subnet fits 0.5 ms: the smallest is predicted at {floor:.2f} ms on this "
+                        "runtime and device\n")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """A full ``mobile-sr search`` (ONNX Runtime, 32x32) on a random supernet with Set5 HR as its 'training'
@@ -118,6 +192,8 @@ def searched(tmp_path_factory):
     return tmp, r, again
 
 
+@pytest.mark.slow
+@pytest.mark.extras("onnx")
 def test_search_cli_writes_a_loadable_subnet_with_its_figures(searched):
     tmp, r, again = searched
     assert r.exit_code == 0, r.output
@@ -136,6 +212,8 @@ def test_search_cli_writes_a_loadable_subnet_with_its_figures(searched):
     assert json.loads((tmp / "out2" / "model.json").read_text())["arch"] == meta["arch"]
 
 
+@pytest.mark.slow
+@pytest.mark.extras("onnx")
 def test_search_refuses_bad_input_without_writing(searched, tmp_path):
     tmp = searched[0]
 
@@ -156,6 +234,8 @@ def test_search_refuses_bad_input_without_writing(searched, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "a refused search wrote something"
 
 
+@pytest.mark.slow
+@pytest.mark.extras("onnx", "tflite", "executorch", "coreml")
 def test_searched_subnet_evaluates_and_exports_to_every_target(searched, tmp_path):
     tmp = searched[0]
     r = CliRunner().invoke(main, ["eval", "--model", str(tmp / "out")])

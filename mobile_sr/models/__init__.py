@@ -220,7 +220,9 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
         raise ModelError(f"{path}: unknown model {name!r} in checkpoint metadata")
     # One supernet serves every scale (the one asked for); anything else has the scale it was trained for.
     ckpt_scale = (scale or 2) if name == SUPERNET else _meta_scale(meta, path)
-    if name != SUPERNET and scale is not None and scale != ckpt_scale:
+    if name == SUPERNET:
+        _check_supernet_scale(ckpt_scale)
+    elif scale is not None and scale != ckpt_scale:
         raise ModelError(f"{path} is a x{ckpt_scale:g} model, but --scale {scale:g} was asked for")
     module = _build(name, ckpt_scale, meta.get("config", {}), path)
     _load_state(module, state, path, name)
@@ -315,7 +317,7 @@ def load_supernet(spec: str | Path = SUPERNET) -> OFASR:
     if spec_str == SUPERNET:
         return create_model(SUPERNET)  # type: ignore[return-value]
     path = Path(spec_str)
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any((path / c).exists() for c in ("model.safetensors", "last.pt"))):
         raise ModelError(f"{spec_str}: no supernet checkpoint there (train one with `mobile-sr train --model ofa-sr`)")
     meta, state, path = read_checkpoint(path)
     if meta.get("model") != SUPERNET:

@@ -20,6 +20,13 @@ class BudgetError(ValueError):
     """No subnet fits the latency budget."""
 
 
+def check_budget(scale: int, budget_ms: float, smallest_ms: float, how: str = "is predicted at") -> None:
+    """Refuse a budget below the smallest subnet (``how`` says where its figure comes from): no search can meet it."""
+    if smallest_ms > budget_ms:
+        raise BudgetError(f"no x{scale} subnet fits {budget_ms:g} ms: the smallest {how} {smallest_ms:.2f} ms "
+                          "on this runtime and device")
+
+
 @dataclass
 class EvolutionConfig:
     population: int = 100
@@ -36,10 +43,7 @@ def evolve(scale: int, budget_ms: float, latency: Callable[[Arch], float],
     """Best arch within ``budget_ms``: (arch, predicted accuracy, predicted latency, best accuracy per generation)."""
     cfg = cfg or EvolutionConfig()
     rng = random.Random(seed)
-    floor = latency(smallest(scale))
-    if floor > budget_ms:
-        raise BudgetError(f"no x{scale} subnet fits {budget_ms:g} ms: the smallest is predicted at {floor:.2f} ms "
-                          "on this runtime and device")
+    check_budget(scale, budget_ms, latency(smallest(scale)))
 
     def fits(arch: Arch) -> bool:
         return latency(arch) <= budget_ms

@@ -79,14 +79,17 @@ def measure_subnet(supernet: OFASR, arch: Arch, height: int, width: int, *, runt
 
 
 def build(supernet: OFASR, height: int, width: int, *, runtime: str, plan: AdbPlan | None = None, threads: int = 1,
-          scales=SCALES, progress: bool = False) -> LatencyModel:
-    """Measure every layer, then each scale's overhead from its smallest subnet."""
+          scales=SCALES, progress: bool = False, smallest_ms: dict[str, float] | None = None) -> LatencyModel:
+    """Measure every layer, then each scale's overhead from its smallest subnet (measured here unless
+    ``smallest_ms`` already holds it: a search measures it first, to refuse an impossible budget in seconds)."""
     table = measure_layers(all_layers(height, width, scales), runtime=runtime, plan=plan, threads=threads,
                            progress=progress)
     model = LatencyModel(table, height, width, {})
     for scale in scales:
         arch = smallest(scale)
-        measured = measure_subnet(supernet, arch, height, width, runtime=runtime, plan=plan, threads=threads)
+        measured = (smallest_ms or {}).get(str(scale))
+        if measured is None:
+            measured = measure_subnet(supernet, arch, height, width, runtime=runtime, plan=plan, threads=threads)
         model.overhead_ms[str(scale)] = round(max(measured - model.layers_ms(arch), 0.0), 4)
     return model
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from dataclasses import asdict
@@ -25,10 +26,10 @@ from ..core.weights import write_weights
 from ..data.datasets import holdout_images, load_benchmark
 from ..evaluation import Pipeline, evaluate
 from ..models import SUPERNET, WEIGHTS_DIR, load_supernet
-from ..models.ofa import OFASR
+from ..models.ofa import OFASR, smallest
 from . import latency as lat
 from . import predictor as acc
-from .evolution import EvolutionConfig, evolve
+from .evolution import EvolutionConfig, check_budget, evolve
 
 SHIPPED_ACCURACY = WEIGHTS_DIR / "ofa-sr.accuracy.json"
 ACCURACY_SUBNETS = 150  # per scale
@@ -57,21 +58,44 @@ def device_id(plan: AdbPlan | None) -> str:
 
 
 def latency_model(supernet: OFASR, scale: int, size: tuple[int, int], *, runtime: str, plan: AdbPlan | None,
-                  threads: int, cache_dir: Path, check_n: int = 20, progress: bool = False,
-                  log=print) -> tuple[lat.LatencyModel, dict]:
-    """The cached (or freshly measured) latency model of ``scale`` and its check against whole subnets."""
+                  threads: int, cache_dir: Path, check_n: int = 20, progress: bool = False, log=print,
+                  budget_ms: float | None = None) -> tuple[lat.LatencyModel, dict]:
+    """The cached (or freshly measured) latency model of ``scale`` and its check against whole subnets.
+
+    With ``budget_ms``, a budget below the smallest subnet is refused (BudgetError) before any long work: from
+    the cached model's prediction, or on a cold cache from one measurement of the smallest subnet (seconds),
+    which the model then reuses for its overhead, so that prediction and this figure are the same number."""
     path = cache_dir / f"latency_{runtime}_{device_id(plan)}_{size[0]}x{size[1]}_t{threads}_x{scale}.json"
-    if path.exists():
-        doc = json.loads(path.read_text())
-        return lat.LatencyModel.from_dict(doc["model"]), doc["check"]
+    cached = _read_cache(path)
+    if cached is not None:
+        model, check = lat.LatencyModel.from_dict(cached["model"]), cached["check"]
+        if budget_ms is not None:
+            check_budget(scale, budget_ms, model.predict(smallest(scale)))
+        return model, check
+    floor = lat.measure_subnet(supernet, smallest(scale), *size, runtime=runtime, plan=plan, threads=threads)
+    if budget_ms is not None:
+        check_budget(scale, budget_ms, floor, how="measures")
     log(f"measuring the {runtime} layer table on {device_id(plan)} (once; cached in {path})")
-    model = lat.build(supernet, *size, runtime=runtime, plan=plan, threads=threads, scales=(scale,), progress=progress)
+    model = lat.build(supernet, *size, runtime=runtime, plan=plan, threads=threads, scales=(scale,), progress=progress,
+                      smallest_ms={str(scale): floor})
     log(f"checking it against {check_n} whole subnets")
     check = lat.check(model, supernet, check_n, runtime=runtime, plan=plan, threads=threads, scales=(scale,))[str(scale)]
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"model": model.to_dict(), "check": check}, indent=1).encode()
     atomic_write(path, data)
     return model, check
+
+
+def _read_cache(path: Path) -> dict | None:
+    """A cached latency model, or None when absent or unreadable (another version's, damaged): then it is
+    measured again rather than trusted."""
+    try:
+        doc = json.loads(path.read_text())
+        lat.LatencyModel.from_dict(doc["model"])
+        complete = "subnets" in doc["check"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):  # OSError: FileNotFoundError, the usual case
+        return None
+    return doc if complete else None
 
 
 def accuracy_rows(supernet: OFASR, spec: str, cache_dir: Path, data: list[str] | None, holdout_every: int,
@@ -85,7 +109,7 @@ def accuracy_rows(supernet: OFASR, spec: str, cache_dir: Path, data: list[str] |
     if not data:
         raise SearchError("scoring subnets needs the supernet's training images: pass --data (the held-out split "
                           "of those folders is used, never Set5/Set14)")
-    val = held_out(data, holdout_every)
+    val = held_out(data, holdout_every, log)
     log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(val[2])} held-out images (once; cached)")
     rows = acc.collect(supernet, val, ACCURACY_SUBNETS, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +119,10 @@ def accuracy_rows(supernet: OFASR, spec: str, cache_dir: Path, data: list[str] |
     return rows
 
 
-def held_out(data: list[str], holdout_every: int) -> dict[int, list]:
-    return {s: holdout_images(data, holdout_every, s) for s in (2, 4)}
+def held_out(data: list[str], holdout_every: int, log=print) -> dict[int, list]:
+    """The held-out split at x2 and x4; an unreadable image is skipped, named once."""
+    return {s: holdout_images(data, holdout_every, s, warn=(lambda m: log(f"warning: {m}")) if s == 2 else None)
+            for s in (2, 4)}
 
 
 def run_config(spec: str) -> dict:
@@ -110,7 +136,12 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
            size: tuple[int, int], out: Path, seed: int = 0, data: list[str] | None = None,
            cache_dir: Path | None = None, evolution: EvolutionConfig | None = None, progress: bool = False,
            log=print) -> dict:
-    """Run the whole specialization and write ``out``/{model.safetensors, model.json, search.json}."""
+    """Run the whole specialization and write ``out``/{model.safetensors, model.json, search.json}.
+
+    Cheap refusals come first: a budget that is not a positive number, an output in the way, then (before the
+    layer table or the predictor, minutes of work) a budget below the smallest subnet."""
+    if not (math.isfinite(budget_ms) and budget_ms > 0):
+        raise SearchError(f"latency budget {budget_ms!r} ms: must be a number of milliseconds > 0")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SearchError(f"{out} exists and is not empty; choose another -o")
@@ -123,7 +154,7 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
     holdout_every = int(train_cfg.get("holdout_every", 10))
 
     lat_model, lat_check = latency_model(supernet, scale, size, runtime=runtime, plan=plan, threads=threads,
-                                         cache_dir=cache_dir, progress=progress, log=log)
+                                         cache_dir=cache_dir, progress=progress, log=log, budget_ms=budget_ms)
     rows = accuracy_rows(supernet, supernet_spec, cache_dir, data, holdout_every, progress=progress, log=log)
     pred_report = acc.holdout_error(rows, seed)
     predictor = acc.fit(rows, seed)
