@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,6 +18,7 @@ from mobile_sr.bench.latency_table import LayerConfig, load_table, lookup, measu
 from mobile_sr.bench.matmul import matmul_gmacs
 from mobile_sr.bench.report import validate
 from mobile_sr.cli import main
+from mobile_sr.core.files import sidecar_path
 from mobile_sr.core.weights import write_weights
 from mobile_sr.export import export
 from mobile_sr.models import Model, create_model
@@ -27,7 +29,7 @@ SIZE = 48  # LR side of the exports: tiles of 32 px for the Set5 check, quick to
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, Path]:
+def exported(tmp_path_factory, seal) -> dict[str, Path]:
     """fsrcnn-s x2 started as bicubic (so its PSNR is meaningful without training), exported to every host
     format, plus its checkpoint and a Core ML sidecar with a stand-in package (Core ML cannot run here)."""
     out = tmp_path_factory.mktemp("exports")
@@ -42,9 +44,10 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     paths["pytorch"] = ckpt
     mlpackage = out / f"fsrcnn-s_x2_{SIZE}x{SIZE}_fp16.mlpackage"
     mlpackage.mkdir()
+    (mlpackage / "Manifest.json").write_text("{}")  # a stand-in: Core ML cannot be exported or run off macOS
     side = json.loads((out / (paths["onnx-fp32"].name + ".json")).read_text())
-    side["artifact"] |= {"file": mlpackage.name, "format": "coreml", "precision": "fp16"}
-    (out / (mlpackage.name + ".json")).write_text(json.dumps(side))
+    side["artifact"] |= {"format": "coreml", "precision": "fp16"}
+    seal(mlpackage, side)
     paths["coreml"] = mlpackage
     return paths
 
@@ -100,10 +103,14 @@ def test_checkpoint_macs_follow_the_input_size(exported):
     assert art.macs == pytest.approx(per_px * 40 * 60)
 
 
-def test_broken_artifact_fails_alone_and_outputs_stay_whole(exported, tmp_path):
+def _sidecar(path: Path) -> dict:
+    return json.loads(sidecar_path(path).read_text())
+
+
+def test_broken_artifact_fails_alone_and_outputs_stay_whole(exported, tmp_path, seal):
     bad = tmp_path / "broken_x2.onnx"
     bad.write_bytes(b"this is not a protobuf")
-    shutil.copy(exported["onnx-fp32"].with_name(exported["onnx-fp32"].name + ".json"), tmp_path / "broken_x2.onnx.json")
+    seal(bad, _sidecar(exported["onnx-fp32"]))
     res = _bench([str(bad), str(exported["onnx-fp32"]), "--runs", "2", "--warmup", "0", "--no-psnr",
                   "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 1
@@ -113,10 +120,49 @@ def test_broken_artifact_fails_alone_and_outputs_stay_whole(exported, tmp_path):
     assert doc["results"][0]["error"] and "\n" not in doc["results"][0]["error"]
 
 
+def test_a_runtime_that_aborts_on_a_file_fails_that_artifact_alone(exported, tmp_path, seal):
+    """Random bytes as a .pte make ExecuTorch's loader abort the process (C++ terminate, SIGABRT); the file is
+    opened in a child first, so the other artifacts still run and the JSON is written."""
+    bad = tmp_path / "r.pte"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    seal(bad, _sidecar(exported["executorch-fp32"]))  # a sidecar that matches the bytes: only the runtime can tell
+    res = _bench([str(bad), str(exported["tflite-fp32"]), "--runs", "2", "--warmup", "0", "--no-psnr",
+                  "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 1, res.output
+    (r_bad, r_good) = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert r_bad["status"] == "failed" and r_good["status"] == "ok"
+    assert r_bad["error"].startswith("the executorch runtime ") and "\n" not in r_bad["error"], r_bad["error"]
+
+
+def test_a_sidecar_of_other_bytes_is_refused_before_timing(exported, tmp_path):
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes(exported["tflite-fp32"].read_bytes()[:-4] + b"\0\0\0\0")  # same size, other bytes
+    shutil.copy(sidecar_path(exported["tflite-fp32"]), sidecar_path(copy))
+    res = _bench([str(copy), str(exported["onnx-fp32"]), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "m.tflite: does not match the size and sha256 in its sidecar" in res.output
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_sidecar_whose_shapes_disagree_with_the_file_fails_that_artifact(exported, tmp_path, seal):
+    """The sidecar of a 32x32 export beside a 48x48 file: timing it would report throughput for the wrong size."""
+    lying = tmp_path / "m.tflite"
+    shutil.copy(exported["tflite-fp32"], lying)
+    doc = _sidecar(exported["tflite-fp32"])
+    doc["inputs"][0]["shape"] = [1, 32, 32, 3]
+    doc["outputs"][0]["shape"] = [1, 64, 64, 3]
+    seal(lying, doc)
+    res = _bench([str(lying), "--runs", "2", "--warmup", "0", "--no-psnr", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 1, res.output
+    (r,) = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert r["status"] == "failed" and r["median_inference_latency(ms)"] is None
+    assert r["error"] == f"its sidecar says input shape [1, 32, 32, 3], the file has [1, {SIZE}, {SIZE}, 3]"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["missing.tflite"], "missing.tflite: no such file"),
     (["{onnx}", "--plot", "{tmp}/p.jpg"], "must be a .png file"),
-    (["{onnx}", "--json", "{tmp}/nowhere/r.json"], "its folder does not exist"),
+    (["{onnx}", "--json", "{tmp}/nowhere/r.json"], "/nowhere/r.json: its folder"),
     (["{onnx}", "--serial", "abc"], "apply to --device adb only"),
     (["{onnx}", "--input-size", "12x"], "is not HxW"),
     (["{nosidecar}"], "sidecar m.onnx.json is missing"),
