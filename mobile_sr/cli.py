@@ -487,6 +487,8 @@ def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, 
                          size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify)
     except ExportError as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk mid-export: what was placed is whole, the rest was never renamed in
+        fail(f"cannot write into {out_dir} ({exc.strerror or exc}); nothing half-written is left there", code=1)
     click.echo(table(results))
     click.echo(f"next: mobile-sr bench {' '.join(str(r.path) for r in results)}")
     failed = [r.path.name for r in results if r.verification.status == "failed"]
@@ -500,7 +502,7 @@ def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, 
 @click.option("--app-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The app's folder (default: android_demo/ or ios_demo/ of this repository).")
 @click.option("--default", "default", default=None, metavar="NAME", help="Model the app selects at start.")
-@click.option("--force", is_flag=True, help="Bundle artifacts whose verification failed.")
+@click.option("--force", is_flag=True, help="Bundle artifacts whose verification failed or was skipped (--no-verify).")
 def bundle_cmd(artifacts: tuple[Path, ...], app: str, app_dir: Path | None, default: str | None, force: bool) -> None:
     """Copy exported models and their sidecars into a demo app and update its models.json."""
     from .bundle import BundleError, bundle
@@ -509,6 +511,8 @@ def bundle_cmd(artifacts: tuple[Path, ...], app: str, app_dir: Path | None, defa
         folder, index = bundle(list(artifacts), app, app_dir=app_dir, default=default, force=force)
     except BundleError as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk or a read-only app folder while copying: the app keeps its old state
+        fail(f"cannot write into the {app} app: {exc}", 1)
     for entry in index["models"]:
         mark = "*" if entry["name"] == index["default"] else " "
         click.echo(f"{mark} {entry['name']}  ({entry['backend']}, {entry['precision']}, x{entry['scale']})")

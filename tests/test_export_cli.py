@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mobile_sr.cli import main
@@ -19,6 +20,7 @@ from mobile_sr.core.files import sidecar_path
 from mobile_sr.core.weights import write_weights
 from mobile_sr.export import verify
 from mobile_sr.export.sidecar import validate
+from mobile_sr.models import create_model
 
 ARTIFACT = "fsrcnn_x2_64x64_fp32.onnx"
 
@@ -129,3 +131,47 @@ def test_a_killed_export_leaves_no_file_under_a_final_name(checkpoint, tmp_path)
     assert staged, "the export never staged its artifact in a temporary folder before finishing"
     assert not (out / ARTIFACT).exists() and not sidecar_path(out / ARTIFACT).exists()
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("where", ["/proc/mobile-sr-exports", "FILE/sub"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_conversion(checkpoint, tmp_path, where):
+    """/proc refuses new entries even to root (for whom a chmod-ed folder would still be writable)."""
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    out = str(tmp_path / where) if where.startswith("FILE") else where
+    res = run("--target", "onnx", "--model", str(checkpoint), "--input-size", "64x64", "-o", out)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"error: -o {out}: ") and res.stderr.count("\n") == 1, res.stderr
+    assert "export s" not in res.stdout  # nothing was converted
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_no_partial_file(checkpoint, tmp_path, monkeypatch):
+    import errno
+
+    import mobile_sr.export as export_mod
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_mod, "place", full)
+    res = run("--target", "onnx", "--model", str(checkpoint), "--input-size", "64x64", "-o", str(tmp_path))
+    assert res.exit_code == 1, res.output
+    assert res.stderr == f"error: cannot write into {tmp_path} (No space left on device); nothing half-written " \
+                         "is left there\n"
+    assert list(tmp_path.iterdir()) == []  # the staging folder went with the failure
+
+
+def test_a_model_worse_than_bicubic_exports_with_a_warning(tmp_path):
+    """An untrained ELSR converts faithfully (parity passes) but makes images worse than bicubic: the summary and
+    the sidecar say so, and it is still a warning, not a failure."""
+    torch.manual_seed(0)
+    model = create_model("elsr", 2, pretrained=False)
+    ckpt = tmp_path / "untrained.safetensors"
+    write_weights(model, {"model": "elsr", "scale": 2, "config": model.config()}, ckpt)
+    res = run("--target", "onnx", "--model", str(ckpt), "--input-size", "64x64", "-o", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    name = "elsr_x2_64x64_fp32.onnx"
+    ver = json.loads(sidecar_path(tmp_path / "out" / name).read_text())["verification"]
+    assert ver["status"] == "passed" and ver["set5_bicubic_psnr_db"] == pytest.approx(33.68, abs=0.02)
+    assert ver["set5_fp32_psnr_db"] < ver["set5_bicubic_psnr_db"]
+    assert len(ver["warnings"]) == 1 and "below bicubic upscaling (33.6" in ver["warnings"][0]
+    assert f"warning: {ver['warnings'][0]}" in res.stdout

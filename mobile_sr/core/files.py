@@ -89,5 +89,9 @@ def check_writable_dir(folder: str | os.PathLike, what: str | None = None) -> No
     head = f"{folder}: the {what}" if what else f"its folder {folder}"
     if not folder.is_dir():
         raise FileNotFoundError(f"{head} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{head} is not writable")
+    try:  # a real file, not os.access: root passes access checks even on a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"{head} is not writable ({exc.strerror or exc})") from None

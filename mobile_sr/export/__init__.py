@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.files import place, sidecar_path, staging
+from ..core.files import check_writable_dir, place, sidecar_path, staging
 from ..core.text import parse_size as core_parse_size
 from ..data.datasets import load_benchmark
 from ..models import Model
@@ -146,7 +146,11 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     threads = torch.get_num_threads()
     ref: Reference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # before minutes of conversion, not after
+        out.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(out, "output folder")
+    except OSError as exc:
+        raise ExportError(f"-o {out}: {exc.strerror or exc}") from None
 
     results = []
     for fmt, precision in plan:

@@ -28,4 +28,6 @@ def table(results: list[Result]) -> str:
         if r.ops and r.ops.outside:
             lines.append(f"{r.path.name}: outside the delegate: {', '.join(r.ops.outside)}")
         lines += [f"{r.path.name}: {problem}" for problem in r.verification.problems]
+    for warning in dict.fromkeys(w for r in results for w in r.verification.warnings):  # once, not per artifact
+        lines.append(f"warning: {warning}")
     return "\n".join(lines)

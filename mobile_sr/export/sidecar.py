@@ -54,6 +54,8 @@ def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loa
             "ops": None if ops is None else {"total": ops.total, "delegated": ops.delegated,
                                              "outside": ops.outside, "source": ops.source},
             "problems": verification.problems,
+            "warnings": verification.warnings,
+            "set5_bicubic_psnr_db": _round(verification.set5_bicubic_psnr_db),
         },
     }
 

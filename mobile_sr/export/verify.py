@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import load_benchmark
-from ..evaluation import Pipeline, evaluate
+from ..evaluation import Pipeline, bicubic_pipeline, evaluate
 from ..inference import OVERLAP, Upscale
 from .common import Loaded
 
@@ -61,10 +61,12 @@ class Reference:
     size: tuple[int, int]  # the export's input (h, w): the tile size
     set5_fp32: float
     images: list[torch.Tensor]
+    set5_bicubic: float  # the floor: a model below it makes images worse than plain upscaling
 
     @classmethod
     def of(cls, wrapper: nn.Module, scale: int, h: int, w: int) -> Reference:
-        return cls((h, w), *tiled_set5(wrapper, scale, h, w))
+        bicubic = evaluate(bicubic_pipeline(scale), load_benchmark("Set5", scale), with_ssim=False).psnr
+        return cls((h, w), *tiled_set5(wrapper, scale, h, w), bicubic)
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Verification:
     set5_psnr_db: float | None = None
     set5_fp32_psnr_db: float | None = None
     problems: list[str] = field(default_factory=list)
+    set5_bicubic_psnr_db: float | None = None
+    warnings: list[str] = field(default_factory=list)  # passed, but the user must know (below bicubic)
 
     @property
     def verified(self) -> bool:
@@ -104,4 +108,8 @@ def verify_artifact(loaded: Loaded, precision: str, ref: Reference | None, scale
     if precision not in PARITY_MIN_DB and ref.set5_fp32 - set5 > INT8_MAX_LOSS_DB:
         problems.append(f"int8 loses {ref.set5_fp32 - set5:.2f} dB Set5 PSNR (> {INT8_MAX_LOSS_DB} dB) vs fp32")
     status = "failed" if problems else "passed"
-    return Verification(status, loaded.runtime, parity, set5, ref.set5_fp32, problems)
+    warnings = []
+    if ref.set5_fp32 < ref.set5_bicubic:  # conversion is faithful, but the model itself is not worth shipping
+        warnings.append(f"the model scores {ref.set5_fp32:.2f} dB Set5, below bicubic upscaling "
+                        f"({ref.set5_bicubic:.2f} dB): it makes images worse; train it longer")
+    return Verification(status, loaded.runtime, parity, set5, ref.set5_fp32, problems, ref.set5_bicubic, warnings)
