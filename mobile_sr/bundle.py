@@ -2,7 +2,8 @@
 
 Why a command and not "copy the files": the apps pick a backend and feed a model from its sidecar and list
 models from ``models.json`` (schema: ``models.schema.json`` beside this file), so a model without a
-sidecar, a stale sidecar, a failed verification or a format the app cannot run would only fail on the phone.
+sidecar, a stale sidecar, a failed or skipped verification or a format the app cannot run would only fail on
+the phone (unverified artifacts need ``--force`` and never become the default on their own).
 Every check runs before anything is written; files are staged inside the model folder and renamed into
 place, and ``models.json`` is replaced in one rename, so an interrupted run leaves the old state.
 Entries are keyed by name and written sorted, with no timestamps: bundling twice gives the same bytes.
@@ -25,6 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS_SCHEMA_PATH = Path(__file__).resolve().parent / "models.schema.json"
 INDEX_NAME = "models.json"
 INDEX_VERSION = 1
+
+# format -> the name ending `mobile-sr export` gives it; a .mlpackage is a folder, everything else one file
+SUFFIXES = {"tflite": ".tflite", "executorch": ".pte", "coreml": ".mlpackage", "onnx": ".onnx"}
 
 # app -> (default app folder, model folder inside it, format -> backend the app runs it with)
 APPS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -85,12 +89,17 @@ def check(artifact: Path, app: str, force: bool = False) -> Item:
         raise BundleError(f"{name}: the {app} app cannot run {fmt} models (it runs {', '.join(backends)})")
     if safe_name(doc["artifact"]["file"]) != name:
         raise BundleError(f"{name}: its sidecar describes {doc['artifact']['file']!r}, not this file")
+    check_kind(artifact, fmt)
     if digest(artifact) != doc["artifact"]["sha256"]:
         raise BundleError(f"{name}: does not match the sha256 in its sidecar (changed or corrupt since export)")
     ver = doc["verification"]
-    if ver["status"] == "failed" and not force:
-        problem = ver["problems"][0] if ver["problems"] else "see the sidecar"
-        raise BundleError(f"{name}: verification failed ({problem}); pass --force to bundle it anyway")
+    if not (ver["verified"] and ver["status"] in ("passed", "spec-only")) and not force:
+        if ver["status"] == "failed":
+            problem = ver["problems"][0] if ver["problems"] else "see the sidecar"
+            raise BundleError(f"{name}: verification failed ({problem}); pass --force to bundle it anyway")
+        how = " (exported with --no-verify)" if ver["status"] == "skipped" else f" (status {ver['status']})"
+        raise BundleError(f"{name}: not verified{how}; export it again without --no-verify, or pass --force "
+                          "to bundle it anyway")
     inp, out = doc["inputs"][0], doc["outputs"][0]
     entry = {
         "name": f"{_stem(name)}-{backends[fmt]}",
@@ -106,6 +115,24 @@ def check(artifact: Path, app: str, force: bool = False) -> Item:
         "set5_psnr_db": ver["set5_psnr_db"],
     }
     return Item(artifact, side, entry)
+
+
+def check_kind(artifact: Path, fmt: str) -> None:
+    """The artifact is what its format is on disk: a regular file (a link to one is copied as its content), or for
+    Core ML a real ``.mlpackage`` folder with no symbolic link in it. A link would be followed by the copy and
+    put whatever it points at (a folder named ``x.tflite``, a file outside the package) into the app."""
+    name = artifact.name
+    if not name.endswith(SUFFIXES[fmt]):
+        raise BundleError(f"{name}: a {fmt} artifact is named *{SUFFIXES[fmt]}")
+    if fmt != "coreml":
+        if not artifact.is_file():
+            raise BundleError(f"{name}: a folder (or a link to one), not a {fmt} file")
+        return
+    if artifact.is_symlink() or not artifact.is_dir():
+        raise BundleError(f"{name}: not a .mlpackage folder (a symbolic link or a file); bundle the folder itself")
+    links = sorted(p.relative_to(artifact).as_posix() for p in artifact.rglob("*") if p.is_symlink())
+    if links:
+        raise BundleError(f"{name}: holds a symbolic link ({links[0]}); an .mlpackage is plain files")
 
 
 def hw(tensor: dict[str, Any]) -> list[int]:
@@ -163,7 +190,10 @@ def bundle(artifacts: list[Path], app: str, app_dir: Path | None = None, default
         if default is not None:
             raise BundleError(f"--default {default}: no such model (have: {', '.join(sorted(entries))})")
         chosen = None
-    new_index = {"schema_version": INDEX_VERSION, "default": chosen or names[0],
+    if chosen is None:  # the app starts on a verified model whenever there is one, never on a --force'd one
+        verified = [n for n in [*names, *sorted(entries)] if entries[n]["verified"]]
+        chosen = verified[0] if verified else names[0]
+    new_index = {"schema_version": INDEX_VERSION, "default": chosen,
                  "models": [entries[k] for k in sorted(entries)]}
     _install(items, folder, new_index)
     return folder, new_index

@@ -14,18 +14,31 @@ from mobile_sr.bundle import INDEX_NAME, BundleError, bundle, digest, load_model
 from mobile_sr.cli import main
 from mobile_sr.export.sidecar import validate
 
+# Every test bundles a real export (about 20 s on two busy cores, once per module).
+pytestmark = [pytest.mark.slow, pytest.mark.extras("tflite", "executorch")]
+
 REPO = Path(__file__).resolve().parent.parent
 STEM = "elsr_x2_64x64_fp32"
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    """A real, small export (.tflite and .pte with sidecars); verification is not the point here."""
+    """A real, small, verified export (.tflite and .pte with sidecars), as a user bundles it."""
     out = tmp_path_factory.mktemp("exports")
     res = CliRunner().invoke(main, ["export", "--target", "tflite,executorch", "--model", "elsr", "--input-size",
-                                    "64x64", "--no-verify", "-o", str(out)])
+                                    "64x64", "-o", str(out)])
     assert res.exit_code == 0, res.output
     return out
+
+
+@pytest.fixture(scope="module")
+def unverified(tmp_path_factory) -> Path:
+    """The same .tflite exported with --no-verify (its sidecar says status "skipped")."""
+    out = tmp_path_factory.mktemp("unverified")
+    res = CliRunner().invoke(main, ["export", "--target", "tflite", "--model", "elsr", "--input-size", "64x64",
+                                    "--no-verify", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    return out / f"{STEM}.tflite"
 
 
 @pytest.fixture
@@ -183,3 +196,72 @@ def test_cli_refusal_is_one_line_exit_2(arts: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["bundle", str(arts / f"{STEM}.tflite"), "--app", "android", "--app-dir", str(app),
                                     "--default", "nope"])
     assert res.exit_code == 2 and "--default nope: no such model" in res.output
+
+
+def test_refuses_an_unverified_artifact_unless_forced_and_never_makes_it_the_default(
+        arts: Path, unverified: Path, tmp_path: Path) -> None:
+    """Issue 12 item 11: a --no-verify artifact (status "skipped") went in without --force, as the app's default."""
+    app = app_copy(tmp_path, "android")
+    folder = models_dir("android", app)
+    res = CliRunner().invoke(main, ["bundle", str(unverified), "--app", "android", "--app-dir", str(app)])
+    assert res.exit_code == 2
+    assert res.stderr == (f"error: {STEM}.tflite: not verified (exported with --no-verify); export it again without "
+                          "--no-verify, or pass --force to bundle it anyway\n")
+    assert not folder.exists() or not any(folder.iterdir())
+    pte = arts / f"{STEM}.pte"  # verified
+    _, index = bundle([unverified, pte], "android", app_dir=app, force=True)
+    assert index["default"] == f"{STEM}-executorch", "the verified model is the default, not the forced one"
+    assert {e["name"]: e["verified"] for e in index["models"]} == {f"{STEM}-litert": False,
+                                                                     f"{STEM}-executorch": True}
+    alone = app_copy(tmp_path / "alone", "android")
+    _, index = bundle([unverified], "android", app_dir=alone, force=True)
+    assert index["default"] == f"{STEM}-litert"  # the only model there is: forced, and so chosen
+
+
+def test_refuses_a_folder_or_links_where_a_file_belongs(arts: Path, tmp_path: Path) -> None:
+    """Issue 12 item 12: a symlinked folder named x.tflite (its sidecar forged to match) was copied into the app,
+    with whatever it pointed at; an .mlpackage must hold no links either."""
+    app, ios = app_copy(tmp_path, "android"), app_copy(tmp_path, "ios")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "id_rsa").write_text("private")
+    link = arts / "evil.tflite"
+    link.symlink_to(secret, target_is_directory=True)
+    doc = json.loads((arts / f"{STEM}.tflite.json").read_text())
+    doc["artifact"].update(file=link.name, sha256=digest(link))
+    (arts / f"{link.name}.json").write_text(json.dumps(doc))
+    res = CliRunner().invoke(main, ["bundle", str(link), "--app", "android", "--app-dir", str(app)])
+    assert res.exit_code == 2
+    assert res.stderr == "error: evil.tflite: a folder (or a link to one), not a tflite file\n"
+    assert not models_dir("android", app).exists() or not any(models_dir("android", app).iterdir())
+    pkg = fake_mlpackage(arts)
+    (pkg / "Data" / "key").symlink_to(secret / "id_rsa")
+    side = arts / f"{pkg.name}.json"
+    doc = json.loads(side.read_text())
+    doc["artifact"]["sha256"] = digest(pkg)
+    side.write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"holds a symbolic link \(Data/key\)"):
+        bundle([pkg], "ios", app_dir=ios)
+    (pkg / "Data" / "key").unlink()
+    linked = arts / f"linked_{pkg.name}"
+    linked.symlink_to(pkg, target_is_directory=True)
+    doc["artifact"].update(file=linked.name, sha256=digest(pkg))
+    (arts / f"{linked.name}.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="not a .mlpackage folder"):
+        bundle([linked], "ios", app_dir=ios)
+    assert not models_dir("ios", ios).exists() or not any(models_dir("ios", ios).iterdir())
+
+
+def test_cli_write_failure_is_one_line_exit_1(arts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while copying into the app is one `error:` line with exit code 1, and the app is unchanged."""
+    app = app_copy(tmp_path, "android")
+
+    def full(src, dst, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundle_mod.shutil, "copy2", full)
+    res = CliRunner().invoke(main, ["bundle", str(arts / f"{STEM}.tflite"), "--app", "android", "--app-dir", str(app)])
+    assert res.exit_code == 1
+    assert res.stderr == "error: cannot write into the android app: [Errno 28] No space left on device\n"
+    folder = models_dir("android", app)
+    assert not folder.exists() or not any(folder.iterdir())
