@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +149,108 @@ def test_checkpoints_are_never_unpickled(tmp_path):
     junk.write_bytes(pickle.dumps([1, 2]) + b"garbage")
     with pytest.raises(ModelError):
         load_model(junk)
+
+
+def _run_folder(tmp_path: Path, doc: object) -> Path:
+    """A run folder with real ELSR weights and ``doc`` as its model.json (valid JSON, possibly the wrong shape)."""
+    folder = tmp_path / "run"
+    model = create_model("elsr", 2, pretrained=False)
+    write_weights(model, {"model": "elsr", "scale": 2, "config": model.config()}, folder.with_suffix(".tmp"))
+    folder.mkdir()
+    folder.with_suffix(".tmp").rename(folder / "model.safetensors")
+    (folder / "model.json").write_text(json.dumps(doc))
+    return folder
+
+
+ELSR_META = {"model": "elsr", "scale": 2, "config": {"width": 16}}
+
+
+@pytest.mark.parametrize("doc,message", [
+    ([1, 2], "its metadata is not a mobile-sr model description"),
+    ("elsr", "its metadata is not a mobile-sr model description"),
+    ({**ELSR_META, "scale": "two"}, "scale 'two' in its metadata is not a number"),
+    ({**ELSR_META, "scale": None}, "scale None in its metadata is not a number"),
+    ({**ELSR_META, "scale": True}, "scale True in its metadata is not a number"),
+    ({**ELSR_META, "scale": 0}, "scale 0 in its metadata is not a scale"),
+    ({**ELSR_META, "scale": -2}, "scale -2 in its metadata is not a scale"),
+    ({**ELSR_META, "model": ["elsr"]}, "unknown model ['elsr']"),
+    ({**ELSR_META, "model": {"name": "elsr"}}, "unknown model {'name': 'elsr'}"),
+    ({**ELSR_META, "config": [16]}, "its metadata is not a mobile-sr model description"),
+    ({**ELSR_META, "config": {"width": -1}}, "its config does not build elsr"),
+    ({**ELSR_META, "config": {"width": "wide"}}, "its config does not build elsr"),
+    ({**ELSR_META, "config": {"depth": 3}}, "its config does not build elsr"),
+])
+def test_a_wrong_model_json_is_one_model_error(tmp_path, doc, message):
+    """Issue 12 item 12: valid JSON of the wrong shape gave a traceback (a list, "scale": "two", a list as the
+    model name, a negative width); every such file is a ModelError naming it, in every loader."""
+    from mobile_sr.models import load_supernet
+
+    folder = _run_folder(tmp_path, doc)
+    with pytest.raises(ModelError) as e:
+        load_model(folder)
+    assert str(e.value).startswith(f"{folder / 'model.safetensors'}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError):
+        load_supernet(folder)
+
+
+SET5 = Path(__file__).resolve().parent.parent / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2"
+LOADERS = {  # every command that loads a model (MODEL is the run folder, OUT a path it must not create)
+    "eval": ["eval", "--model", "MODEL", "--json", "OUT"],
+    "upscale": ["upscale", str(SET5 / "LR" / "img_001.png"), "-o", "OUT.png", "--model", "MODEL"],
+    "export": ["export", "--target", "onnx", "--model", "MODEL", "-o", "OUT"],
+    "bench": ["bench", "MODEL", "--no-psnr", "--runs", "1", "--warmup", "0", "--json", "OUT"],
+    "search": ["search", "--scale", "2", "--latency-ms", "50", "--supernet", "MODEL", "-o", "OUT"],
+    "train": ["train", "--model", "elsr", "--data", str(SET5 / "HR"), "--init-from", "MODEL", "--out", "OUT",
+              "--steps", "1", "--no-progress"],
+}
+
+
+@pytest.mark.parametrize("doc", [[1, 2], {**ELSR_META, "scale": "two"}])
+@pytest.mark.parametrize("command", list(LOADERS))
+def test_every_cli_that_loads_a_model_says_so_in_one_line(tmp_path, doc, command):
+    from click.testing import CliRunner
+
+    from mobile_sr.cli import main
+
+    folder = _run_folder(tmp_path, doc)
+    args = [{"MODEL": str(folder), "OUT": str(tmp_path / "out"), "OUT.png": str(tmp_path / "out.png")}.get(a, a)
+            for a in LOADERS[command]]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith(f"error: {folder / 'model.safetensors'}: ") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_malicious_pickle_is_refused_without_advice_to_unpickle_it(tmp_path):
+    """Issue 12 item 12: torch's message says to retry with weights_only=False, which would run the file's code;
+    the error line names what the pickle imports and never passes that advice on. The code never runs."""
+    from click.testing import CliRunner
+
+    from mobile_sr.cli import main
+
+    marker = tmp_path / "ran"
+    bad = tmp_path / "evil.pt"
+    torch.save({"model": _Mkdir(str(marker)), "meta": {"model": "elsr", "scale": 2}}, bad)
+    r = CliRunner().invoke(main, ["eval", "--model", str(bad)])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: {bad}: cannot read checkpoint: refused, it is a pickle that imports posix.mkdir, "
+                        "which could run code; mobile-sr loads checkpoints as data only (tensors, numbers, text)\n")
+    assert "weights_only" not in r.output and not marker.exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x80\x04not a pickle at all")
+    with pytest.raises(ModelError, match=r"cannot read checkpoint \(corrupt, or not a PyTorch file\)$"):
+        load_model(junk)
+
+
+class _Mkdir:
+    """Unpickling this runs os.mkdir(path): the proof that a loader ran code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))

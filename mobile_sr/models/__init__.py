@@ -266,8 +266,9 @@ def load_torch_file(path: Path) -> object:
     except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never shown
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if found:
-            raise ModelError(f"{path}: refused: it is a pickle that imports {found.group(1)}, which could run code; "
-                             "mobile-sr loads checkpoints as data only (tensors, numbers, text)") from None
+            raise ModelError(f"{path}: cannot read checkpoint: refused, it is a pickle that imports {found.group(1)}, "
+                             "which could run code; mobile-sr loads checkpoints as data only (tensors, numbers, "
+                             "text)") from None
         raise ModelError(f"{path}: cannot read checkpoint (corrupt, or not a PyTorch file)") from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
         raise ModelError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
