@@ -333,16 +333,19 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG of PSNR against latency here.")
 @click.option("--no-progress", is_flag=True)
+@click.option("--verbose", is_flag=True, help="Also show what the runtimes print.")
 def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_path: str | None, runner: str | None,
               binaries: tuple[str, ...], apk: str | None, backend: str, threads: int, warmup: int, runs: int,
               input_size: str, timeout: float, no_psnr: bool, json_out: str | None, csv_out: str | None,
-              plot_out: str | None, no_progress: bool) -> None:
+              plot_out: str | None, no_progress: bool, verbose: bool) -> None:
     """Latency, memory and Set5 PSNR of exported artifacts (or checkpoints), on the host or a phone."""
     from .bench.adb import AdbError
     from .bench.artifact import BenchError, open_artifact, parse_size
     from .bench.report import plot_available, table, write_csv, write_json, write_plot
     from .bench.run import bench, connect
+    from .core.quiet import set_verbose
 
+    set_verbose(verbose)
     for out, option in ((json_out, "--json"), (csv_out, "--csv"), (plot_out, "--plot")):
         _check_out_file(out, option)
     if plot_out and Path(plot_out).suffix.lower() != ".png":
@@ -471,9 +474,11 @@ def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial:
               help="Folder of calibration images for --int8 (default: the crops shipped in the package).")
 @click.option("-o", "--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--no-verify", is_flag=True, help="Do not run the artifacts in their runtimes.")
+@click.option("--verbose", is_flag=True, help="Also show what the converters and runtimes print.")
 def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, model_spec: str, scale: int | None,
-               input_size: str, calib_dir: str | None, out_dir: str, no_verify: bool) -> None:
+               input_size: str, calib_dir: str | None, out_dir: str, no_verify: bool, verbose: bool) -> None:
     """Export a model for phones (TFLite, ExecuTorch, Core ML, ONNX), each checked in its real runtime."""
+    from .core.quiet import native_quiet, set_verbose
     from .export import ExportError, export, parse_size, parse_targets
     from .export.report import table
 
@@ -483,8 +488,10 @@ def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, 
         fail(str(exc))
     model = _load(model_spec, scale)
     try:
-        results = export(model, names, int8=int8 or int8_io, fp16=fp16, int8_io=int8_io,
-                         size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify)
+        set_verbose(verbose)
+        with native_quiet():  # converters' and runtimes' own notices: shown only with --verbose
+            results = export(model, names, int8=int8 or int8_io, fp16=fp16, int8_io=int8_io,
+                             size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify)
     except ExportError as exc:
         fail(str(exc))
     except OSError as exc:  # a full disk mid-export: what was placed is whole, the rest was never renamed in

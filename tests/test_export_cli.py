@@ -110,25 +110,44 @@ def test_missing_extra_says_which_pip_extra(checkpoint, tmp_path, monkeypatch, m
     assert not any(tmp_path.iterdir())  # checked before any work
 
 
+# The export CLI in a child process whose verification step, once reached, creates $HOLD_FLAG and waits: the
+# artifact is complete in its staging folder by then, so the test kills at exactly that point, on any machine.
+HELD_EXPORT = """
+import os, sys, time
+import mobile_sr.export as export
+verify_artifact = export.verify_artifact
+
+def held(*args, **kwargs):
+    open(os.environ["HOLD_FLAG"], "w").close()
+    time.sleep(600)
+    return verify_artifact(*args, **kwargs)
+
+export.verify_artifact = held
+from mobile_sr.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
 def test_a_killed_export_leaves_no_file_under_a_final_name(checkpoint, tmp_path):
     """SIGKILL while the artifact is complete in its staging folder but still being verified."""
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "mobile_sr", "export", "--target", "onnx", "--model", str(checkpoint),
+    out, flag = tmp_path / "out", tmp_path / "held"
+    cmd = [sys.executable, "-c", HELD_EXPORT, "export", "--target", "onnx", "--model", str(checkpoint),
            "--input-size", "64x64", "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 180
-    staged: list[Path] = []
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "HOLD_FLAG": str(flag)})
     try:
-        while not staged and proc.poll() is None and time.monotonic() < deadline:
-            staged = list(out.glob(f".{ARTIFACT}.*/{ARTIFACT}"))
-            assert not (out / ARTIFACT).exists(), "final name appeared before the export was verified"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 600  # only against a hang: the flag says when
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), f"the export never reached verification: {proc.poll()=}"
+        staged = list(out.glob(f".{ARTIFACT}.*/{ARTIFACT}"))
+        assert staged and staged[0].stat().st_size > 0, "the artifact is not staged in a hidden folder"
+        assert not (out / ARTIFACT).exists(), "final name appeared before the export was verified"
     finally:
         proc.kill()
-        proc.wait()
-    assert staged, "the export never staged its artifact in a temporary folder before finishing"
+        err = proc.communicate()[1]
+    assert proc.returncode == -signal.SIGKILL, err
     assert not (out / ARTIFACT).exists() and not sidecar_path(out / ARTIFACT).exists()
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
 

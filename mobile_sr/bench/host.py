@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..core.quiet import native_quiet
 from .artifact import Artifact
 from .stats import Latency, Measurement
 
@@ -57,7 +58,8 @@ def preload(fmt: str) -> None:
     """Import the runtime before any timing, so the first artifact's load time holds no import time."""
     for name in RUNTIME_MODULES[fmt]:
         try:
-            importlib.import_module(name)
+            with native_quiet():  # TensorFlow/absl/ExecuTorch notices at import
+                importlib.import_module(name)
         except ImportError as exc:
             raise RuntimeMissing(f"{fmt} runtime missing ({exc}); install it with: pip install "
                                  f"'mobile-sr[{EXTRAS[fmt]}]'") from None
@@ -67,12 +69,13 @@ def open_session(fmt: str, path: Path, shape: tuple[int, ...], threads: int, mod
                  ) -> Session:
     """Load ``path`` in its runtime with ``threads`` threads and set a random input of ``shape`` (NCHW)."""
     preload(fmt)
-    if fmt == "tflite":
-        return _tflite(path, threads)
-    if fmt == "executorch":
-        return _executorch(path, shape, threads)
-    if fmt == "onnx":
-        return _onnx(path, shape, threads)
+    with native_quiet():  # "Created TensorFlow Lite XNNPACK delegate", ExecuTorch's cpuinfo and threadpool lines
+        if fmt == "tflite":
+            return _tflite(path, threads)
+        if fmt == "executorch":
+            return _executorch(path, shape, threads)
+        if fmt == "onnx":
+            return _onnx(path, shape, threads)
     if fmt == "pytorch":
         assert module is not None
         return _torch(module, shape)
@@ -216,7 +219,8 @@ def set5_psnr(artifact: Artifact, threads: int) -> float | None:
         def fn(x: torch.Tensor) -> torch.Tensor:
             return net(x).clamp(0, 1)
     else:
-        run = FORMATS[artifact.format].load(artifact.path, threads).run
+        with native_quiet():
+            run = FORMATS[artifact.format].load(artifact.path, threads).run
         assert run is not None
 
         def fn(x: torch.Tensor) -> torch.Tensor:
