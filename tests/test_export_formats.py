@@ -28,6 +28,10 @@ from mobile_sr.models import Model, weights_path
 SIZE = (64, 64)
 MODELS = ["fsrcnn", "elsr", "ofa-m"]
 OFA_INT8_MAX_LOSS_DB = 0.15  # the OFA issue's bound for the shipped subnets
+# int8 parity (dB vs PyTorch, 2 Set5 images, shipped x2 weights) measured here on 2026-12-01: FSRCNN 35.4-35.8,
+# ELSR 50.3-52.8, ofa-m 49.8-52.9 (tflite, int8io, onnx, executorch). The bands are those figures -2.5/+3 dB: a drop
+# means a conversion regression, a jump towards 60+ dB that an artifact is no longer really int8.
+INT8_PARITY_DB = {"fsrcnn": (32.9, 38.8), "elsr": (47.8, 55.8), "ofa-m": (47.3, 55.9)}
 
 
 class Offline:
@@ -99,7 +103,7 @@ def test_exports_never_touch_the_network(exported):
 @pytest.mark.parametrize("key", sorted(k for k in EXPECTED if k[0] != "coreml"), ids="-".join)
 def test_artifact_runs_in_its_runtime_like_pytorch(exported, key):
     """Independently of verify(): reload the final file in its runtime and compare with PyTorch."""
-    _, model, results, _ = exported
+    name, model, results, _ = exported
     r = results[key]
     fmt, precision = key
     loaded = FORMATS[fmt].load(r.path, 1)
@@ -112,8 +116,9 @@ def test_artifact_runs_in_its_runtime_like_pytorch(exported, key):
     if precision in PARITY_MIN_DB:
         assert psnr >= PARITY_MIN_DB[precision]
         assert r.verification.status == "passed", r.verification.problems
-    else:
-        assert 25.0 < psnr < 80.0  # int8 is close to PyTorch, and not bit-exact (it really is quantized)
+    else:  # int8 is close to PyTorch, and not bit-exact (it really is quantized): a band around what it measures
+        low, high = INT8_PARITY_DB[name]
+        assert low < psnr < high, (key, psnr)
     assert r.verification.parity_psnr_db is not None and r.verification.set5_psnr_db is not None
 
 
@@ -180,16 +185,19 @@ def test_int8_loses_at_most_the_allowed_set5_psnr(exported, request):
     name, _, results, _ = exported
     if not weights_path(name, 2).exists():
         pytest.skip(f"no shipped {name} x2 weights: the int8 loss bound is only meaningful for a trained model")
-    if name == "fsrcnn":  # strict: the day FSRCNN passes, this turns red and the mark must go
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+    if name == "fsrcnn":  # strict: the day FSRCNN passes in every runtime, this turns red and the mark must go
+        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "FSRCNN carries the image itself through identity-like filters in every layer: per-channel int8 weights "
             "drop their small taps; even equalized and bias-corrected, post-training int8 loses ~1.1-1.3 dB Set5 "
             "(README, Known limits)")))
-    for key in [k for k in results if k[1] in ("int8", "int8io") and k[0] != "coreml"]:
-        v = results[key].verification
-        bound = OFA_INT8_MAX_LOSS_DB if name.startswith("ofa") else INT8_MAX_LOSS_DB
-        assert v.set5_fp32_psnr_db - v.set5_psnr_db <= bound, key
-        assert v.status == "passed", (key, v.problems)
+    bound = OFA_INT8_MAX_LOSS_DB if name.startswith("ofa") else INT8_MAX_LOSS_DB
+    keys = sorted(k for k in results if k[1] in ("int8", "int8io") and k[0] != "coreml")
+    assert [k[0] for k in keys] == ["executorch", "onnx", "tflite", "tflite"]  # every int8 runtime, none skipped
+    losses = {k: results[k].verification.set5_fp32_psnr_db - results[k].verification.set5_psnr_db for k in keys}
+    over = {k: round(v, 3) for k, v in losses.items() if v > bound}  # every runtime is measured before judging
+    assert not over, f"int8 loses more than {bound} dB Set5 in {over}"
+    assert all(results[k].verification.status == "passed" for k in keys), {k: results[k].verification.problems
+                                                                             for k in keys}
 
 
 def test_float_exports_keep_set5_of_pytorch(exported):
