@@ -159,12 +159,18 @@ def test_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeyp
     ro = tmp_path / "ro"
     ro.mkdir()
     os.chmod(ro, 0o555)
-    if os.access(ro, os.W_OK):  # root writes anywhere; let the folder say what it says to everyone else
-        real = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: real(p, mode, **kw) and not (
-            Path(p) == ro and mode & os.W_OK))
+    if os.geteuid() == 0:  # root writes into a 0555 folder: make its writes fail as everyone else's do
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, **kwargs):
+            if Path(kwargs.get("dir", "")) == ro:
+                raise PermissionError(13, "Permission denied")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     r = CliRunner().invoke(main, _args(ro / "run", 3))
-    assert r.exit_code == 2 and r.stderr == f"error: {ro}: the folder of --out {ro / 'run'} is not writable\n", r.output
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"error: {ro}: the folder of --out {ro / 'run'} is not writable (Permission denied)\n"
     assert list(ro.iterdir()) == []
     (tmp_path / "file").write_text("")
     r = CliRunner().invoke(main, _args(tmp_path / "file" / "run", 3))
