@@ -279,6 +279,7 @@ def assert_same_tensor(got: dict, t: dict) -> None:
         assert gq["zero_point"] == wq["zero_point"] and math.isclose(gq["scale"], wq["scale"], rel_tol=1e-6)
 
 
+@pytest.mark.extras("tflite", "executorch")
 def test_sidecars_read_as_python_wrote_them(jvm: Jvm, exported: Path) -> None:
     for art in artifacts(exported):
         doc = json.loads(sidecar_path(art).read_text())
@@ -293,6 +294,7 @@ def test_sidecars_read_as_python_wrote_them(jvm: Jvm, exported: Path) -> None:
     assert int8io["inputs"][0]["quantization"] is not None  # the quantized path was exercised
 
 
+@pytest.mark.extras("tflite", "executorch")
 def test_spec_from_a_bare_file_name_matches_its_sidecar(jvm: Jvm, exported: Path, tmp_path: Path) -> None:
     """`mobile-sr bench --runner app` pushes the artifact alone: the name-only spec must agree with the sidecar
     on layout, shape and scale (LiteRT then reads dtype and quantization from the interpreter)."""
@@ -308,6 +310,7 @@ def test_spec_from_a_bare_file_name_matches_its_sidecar(jvm: Jvm, exported: Path
         assert jvm.run("for-file", str(art))["verified"] == doc["verification"]["verified"]  # sidecar beside it wins
 
 
+@pytest.mark.extras("tflite", "executorch")
 def test_models_json_reads_as_bundle_wrote_it(jvm: Jvm, exported: Path, tmp_path: Path) -> None:
     app = tmp_path / "android_demo"
     models_dir("android", app).parent.mkdir(parents=True)
@@ -322,6 +325,7 @@ def test_models_json_reads_as_bundle_wrote_it(jvm: Jvm, exported: Path, tmp_path
 
 # ---- the benchmark activity's document -----------------------------------------------------------------
 
+@pytest.mark.extras("tflite", "executorch")
 def test_benchmark_failures_still_write_a_valid_document(jvm: Jvm, exported: Path, tmp_path: Path) -> None:
     """Issue 12, item 2: GPU without litert-gpu-api is a NoClassDefFoundError (an Error); the benchmark must
     still write a schema-valid failed document. Run with the litert-gpu-api classes left off the classpath."""
@@ -342,6 +346,7 @@ def test_benchmark_failures_still_write_a_valid_document(jvm: Jvm, exported: Pat
     assert "GPU delegate is not in this build" in gpu["error"] and gpu["scale"] == 2 and gpu["input_size"] == [64, 48]
 
 
+@pytest.mark.extras("tflite", "executorch")
 def test_engine_cache_builds_once_per_model_and_backend(jvm: Jvm, exported: Path) -> None:
     """Issue 12, item 9: the main screen must not rebuild the engine (and GPU delegate) for every photo."""
     events = jvm.run("cache", str(exported / f"{STEM}_fp32.tflite"))

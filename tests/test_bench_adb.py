@@ -537,6 +537,7 @@ def test_no_thermal_service(phone, tmp_path, make_artifact):
 
 
 @pytest.mark.slow  # exports a layer with ExecuTorch for real (about 20 s on two busy cores)
+@pytest.mark.extras("executorch")
 def test_latency_table_on_the_phone(phone):
     """Each layer is exported for real (ExecuTorch), pushed, run by the phone's executor_runner and removed."""
     cfg = LayerConfig(4, 4, 3, 16, 16)

@@ -22,6 +22,8 @@ from mobile_sr.export import verify
 from mobile_sr.export.sidecar import validate
 from mobile_sr.models import create_model
 
+pytestmark = pytest.mark.extras("onnx")  # every export here is to ONNX, the quickest runtime
+
 ARTIFACT = "fsrcnn_x2_64x64_fp32.onnx"
 
 

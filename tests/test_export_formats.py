@@ -25,6 +25,8 @@ from mobile_sr.export.sidecar import validate
 from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr
 from mobile_sr.models import Model, weights_path
 
+pytestmark = [pytest.mark.slow, pytest.mark.extras("tflite", "executorch", "coreml", "onnx")]
+
 SIZE = (64, 64)
 MODELS = ["fsrcnn", "elsr", "ofa-m"]
 OFA_INT8_MAX_LOSS_DB = 0.15  # the OFA issue's bound for the shipped subnets
