@@ -196,3 +196,27 @@ def test_a_model_worse_than_bicubic_exports_with_a_warning(tmp_path):
     assert ver["set5_fp32_psnr_db"] < ver["set5_bicubic_psnr_db"]
     assert len(ver["warnings"]) == 1 and "below bicubic upscaling (33.6" in ver["warnings"][0]
     assert f"warning: {ver['warnings'][0]}" in res.stdout
+
+
+NOISE = ("cudart_stub", "absl::InitializeLog", "cpuinfo_utils", "Created TensorFlow Lite XNNPACK delegate",
+         "Resetting threadpool")
+
+
+@pytest.mark.slow
+@pytest.mark.extras("tflite", "executorch")
+def test_converter_and_runtime_notices_show_only_with_verbose(tmp_path):
+    """What TensorFlow, absl and ExecuTorch print from C++ stays out of export's and bench's output (a real
+    process, since those lines go straight to file descriptor 2)."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mobile_sr", *args], capture_output=True, text=True, timeout=900)
+
+    out = tmp_path / "e"
+    quiet = cli("export", "--target", "tflite,executorch", "--model", "elsr", "--input-size", "64x64", "-o", str(out))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and not any(n in quiet.stdout for n in NOISE), quiet.stderr
+    arts = sorted(str(p) for p in out.iterdir() if p.suffix in (".tflite", ".pte"))
+    bench = cli("bench", *arts, "--runs", "2", "--warmup", "0", "--no-progress", "--no-psnr")
+    assert bench.returncode == 0 and not any(n in bench.stdout + bench.stderr for n in NOISE), bench.stderr
+    loud = cli("bench", *arts, "--runs", "2", "--warmup", "0", "--no-progress", "--no-psnr", "--verbose")
+    assert loud.returncode == 0 and "Created TensorFlow Lite XNNPACK delegate" in loud.stderr

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mobile_sr.data.images import read_rgb
 from mobile_sr.export import FORMATS, ExportError, parse_size, parse_targets, precision_for
 from mobile_sr.export.calib import CALIB_DIR, cut_crops, fit, load_calib
 from mobile_sr.export.dfq import _chains, correct_bias, equalize, fake_quant_weight
@@ -28,8 +29,20 @@ def test_shipped_calibration_set_is_small_real_and_spans_the_input_range():
     assert (CALIB_DIR / "README.md").exists()
     assert all(n.startswith(("t91_", "bsd200_")) for n in calib.names)  # training sets only, no benchmark image
     pixels = torch.stack(calib.images)
-    assert pixels.min() == 0.0 and pixels.max() == 1.0  # so int8 inputs get the scale 1/255
+    assert pixels.dtype == torch.uint8 and pixels.min() == 0 and pixels.max() == 255  # int8 inputs get 1/255
     assert calib.sha256 == load_calib(CALIB_DIR).sha256
+
+
+def test_a_large_calibration_photo_is_kept_as_8_bit_centre_crop(tmp_path):
+    """A phone photo is kept as its centre 2048 px square in uint8 (12.6 MB), not whole in float32, and the
+    batch cut from it is the one the whole image gives."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (2500, 3000, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    calib = load_calib(tmp_path)
+    (kept,) = calib.images
+    assert kept.dtype == torch.uint8 and tuple(kept.shape) == (3, 2048, 2048)
+    whole = read_rgb(tmp_path / "photo.png")
+    assert torch.allclose(calib.batch(256, 192)[0], fit(whole, 256, 192), atol=1e-6)
 
 
 def test_calibration_hash_changes_with_any_image(tmp_path):

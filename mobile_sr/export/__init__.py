@@ -27,6 +27,7 @@ from ..models import Model
 from ..models.deploy import deploy
 from . import coreml, executorch, onnx, tflite
 from . import sidecar as sc
+from .calib import MAX_SIDE as CALIB_MAX_SIDE
 from .calib import CalibSet, load_calib
 from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
 from .dfq import prepare
@@ -35,7 +36,7 @@ from .verify import MIN_SIDE, Reference, Verification, verify_artifact
 __all__ = ["FORMATS", "DEFAULT_SIZE", "ExportError", "Result", "export", "parse_size", "parse_targets"]
 
 DEFAULT_SIZE = (256, 256)  # LR tile side: a 512x512 output at x2, small enough for any phone NPU/GPU
-MAX_SIDE = 2048
+MAX_SIDE = CALIB_MAX_SIDE  # the calibration set keeps no more than this
 
 
 @dataclass(frozen=True)
