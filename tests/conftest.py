@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,3 +148,34 @@ def make_artifact() -> Callable[[Path, str], Path]:
 def seal() -> Callable[[Path, dict], Path]:
     """``seal(artifact, sidecar_doc)``: write the sidecar with the artifact's real size and sha256."""
     return _seal
+
+
+def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``mobile-sr ARGS`` in a child process, one thread, output captured."""
+    return subprocess.Popen([sys.executable, "-m", "mobile_sr", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def _kill_at_checkpoint(args: list[str], step: int, flag: Path) -> None:
+    """Run ``mobile-sr ARGS`` and SIGKILL it while it waits right after its checkpoint of ``step`` (the trainer's
+    test hook): the kill point is the same on a fast machine and on two busy cores."""
+    from mobile_sr.train.trainer import HOLD_ENV
+
+    run = _cli(args, env={HOLD_ENV: f"{step}:{flag}"})
+    try:
+        deadline = time.monotonic() + 600  # only against a hang; the flag decides when to kill
+        while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), f"the run never reached step {step}: {run.poll()=}"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        output = run.communicate()[0]
+    assert run.returncode == -signal.SIGKILL, output
+
+
+@pytest.fixture(scope="session")
+def kill_at_checkpoint() -> Callable[[list[str], int, Path], None]:
+    """``kill_at_checkpoint(args, step, flag)``: start a training run and SIGKILL it right after that step's
+    checkpoint."""
+    return _kill_at_checkpoint

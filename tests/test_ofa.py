@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 import torch
@@ -23,7 +21,6 @@ from mobile_sr.models.ofa import OFASR, Arch, OFASubnet, largest, sample, smalle
 from mobile_sr.models.ofa.layers import DynamicMBBlock
 from mobile_sr.models.ofa.ops import DynamicDepthwiseConv
 from mobile_sr.train.ofa import OFATrainConfig, archs_for_step
-from mobile_sr.train.trainer import HOLD_ENV
 
 from .conftest import REPO
 
@@ -164,22 +161,12 @@ def _ofa_args(out, extra=()):
 
 
 @pytest.mark.slow
-def test_ofa_training_resumes_bit_exact_after_kill(tmp_path):
+def test_ofa_training_resumes_bit_exact_after_kill(tmp_path, kill_at_checkpoint):
     """Killed mid-run and resumed (across the kernel->depth optimizer reset and the channel sort at step 18), it
     ends where an uninterrupted run ends. The kill comes while the run waits after its step-9 checkpoint (the
     trainer's test hook), so it lands at the same step however busy the cores are."""
     ref = _cli(_ofa_args(tmp_path / "ref"))
-    flag = tmp_path / "held"
-    run = _cli(_ofa_args(tmp_path / "run"), env={HOLD_ENV: f"9:{flag}"})
-    try:
-        deadline = time.monotonic() + 600  # only against a hang; the flag decides when to kill
-        while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert flag.exists(), f"the run never reached step 9: {run.poll()=}"
-    finally:
-        run.send_signal(signal.SIGKILL)
-        output = run.communicate()[0]
-    assert run.returncode == -signal.SIGKILL, output
+    kill_at_checkpoint(_ofa_args(tmp_path / "run"), 9, tmp_path / "held")
     ckpt = tmp_path / "run" / "last.pt"
     assert torch.load(ckpt, weights_only=True)["step"] == 9
     assert not (tmp_path / "run" / "model.safetensors").exists()

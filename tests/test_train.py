@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from mobile_sr.cli import main
-from mobile_sr.train.trainer import HOLD_ENV, TrainConfig, lr_at
+from mobile_sr.train.trainer import TrainConfig, lr_at
 
 from .conftest import REPO
 
@@ -36,23 +34,8 @@ def _cli(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def kill_at_checkpoint(args: list[str], step: int, flag: Path) -> None:
-    """Run ``mobile-sr ARGS`` and SIGKILL it while it waits right after its checkpoint of ``step`` (the trainer's
-    test hook): the kill point is the same on a fast machine and on two busy cores."""
-    run = _cli(args, env={HOLD_ENV: f"{step}:{flag}"})
-    try:
-        deadline = time.monotonic() + 600  # only against a hang; the flag decides when to kill
-        while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert flag.exists(), f"the run never reached step {step}: {run.poll()=}"
-    finally:
-        run.send_signal(signal.SIGKILL)
-        output = run.communicate()[0]
-    assert run.returncode == -signal.SIGKILL, output
-
-
 @pytest.mark.slow
-def test_resume_after_kill_is_bit_exact(tmp_path):
+def test_resume_after_kill_is_bit_exact(tmp_path, kill_at_checkpoint):
     steps = 60
     ref = _cli(_args(tmp_path / "ref", steps))
     kill_at_checkpoint(_args(tmp_path / "run", steps), 30, tmp_path / "held")
