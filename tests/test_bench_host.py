@@ -25,7 +25,7 @@ from mobile_sr.models import Model, create_model
 from mobile_sr.models.deploy import profile
 from mobile_sr.models.fsrcnn import init_bicubic
 
-pytestmark = pytest.mark.extras("onnx", "executorch", "tflite")
+pytestmark = [pytest.mark.slow, pytest.mark.extras("onnx", "executorch", "tflite")]  # real exports in every runtime
 
 SIZE = 48  # LR side of the exports: tiles of 32 px for the Set5 check, quick to run
 

@@ -1,12 +1,15 @@
-"""Open an artifact in its runtime in a child process before this process touches it.
+"""Open artifacts in their runtime in a child process before this process touches them.
 
 An artifact is a file we did not necessarily make: a corrupt or hostile ``.pte`` makes the ExecuTorch
 loader call C++ ``terminate`` (SIGABRT), which no ``except`` can catch, and every other artifact of the
-run and its JSON would go down with it. So the child loads the file, runs it once on its own declared
+run and its JSON would go down with it. So a child loads each file, runs it once on its own declared
 input, and prints what the file says its tensors are; the parent then checks that against the sidecar
-(a sidecar copied from another export must not be believed). Only then is the file timed in-process.
+(a sidecar copied from another export must not be believed). Only then is a file timed in-process.
 
-    python -m mobile_sr.bench.probe FORMAT PATH   # prints one JSON line, or "error: ..." and exits 1
+One child checks all the files of a run (importing the runtimes once, not once per file); when it dies on
+a file, that file is marked and a new child carries on with the rest.
+
+    python -m mobile_sr.bench.probe FORMAT PATH [FORMAT PATH ...]   # one JSON line per file
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.quiet import native_quiet
 from ..core.text import describe, first_line
 
-PROBE_TIMEOUT_S = 300.0
+PROBE_TIMEOUT_S = 300.0  # per file
 
 
-class SidecarMismatch(RuntimeError):
-    """The file's tensors are not those its sidecar declares."""
+@dataclass(frozen=True)
+class Probed:
+    """What the child found: the file's tensors, or the one line saying why it could not open or run it."""
+
+    tensors: dict | None
+    error: str | None = None
 
 
 def tensors(fmt: str, path: Path) -> dict:
@@ -41,23 +50,33 @@ def tensors(fmt: str, path: Path) -> dict:
             for k, ts in (("inputs", loaded.inputs), ("outputs", loaded.outputs))}
 
 
-def probe(fmt: str, path: Path, timeout: float = PROBE_TIMEOUT_S) -> dict:
-    """The file's tensors, read in a child process. RuntimeError with one line if the child fails or dies."""
-    cmd = [sys.executable, "-m", "mobile_sr.bench.probe", fmt, str(path)]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the {fmt} runtime did not finish loading and running it in {timeout:.0f} s") from None
-    if r.returncode < 0:
-        name = signal.Signals(-r.returncode).name
-        raise RuntimeError(f"the {fmt} runtime crashed loading it ({name}): a corrupt or foreign file")
-    lines = r.stdout.strip().splitlines()
-    if r.returncode != 0 or not lines:
-        ours = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("error: ")]
-        raise RuntimeError(ours[-1].removeprefix("error: ") if ours else
-                           f"the {fmt} runtime failed to load it (exit {r.returncode}: "
-                           f"{first_line(r.stderr) or 'no output'})")
-    return json.loads(lines[-1])
+def probe_all(files: list[tuple[str, Path]]) -> dict[Path, Probed]:
+    """Every (format, path) opened and run once in child processes."""
+    found: dict[Path, Probed] = {}
+    todo = list(files)
+    while todo:
+        cmd = [sys.executable, "-m", "mobile_sr.bench.probe", *(str(x) for item in todo for x in item)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S * len(todo))
+            code, out = r.returncode, r.stdout
+        except subprocess.TimeoutExpired as exc:
+            code, out = None, (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        for line in out.splitlines():
+            if line.startswith("{"):
+                doc = json.loads(line)
+                found[Path(doc["path"])] = Probed(doc.get("tensors"), doc.get("error"))
+        todo = [(fmt, path) for fmt, path in todo if path not in found]
+        if not todo:
+            break
+        fmt, culprit = todo.pop(0)  # the child stopped on the first file it did not report
+        if code is None:
+            why = f"the {fmt} runtime did not finish loading and running it in {PROBE_TIMEOUT_S:.0f} s"
+        elif code < 0:
+            why = f"the {fmt} runtime crashed loading it ({signal.Signals(-code).name}): a corrupt or foreign file"
+        else:
+            why = f"the {fmt} runtime failed on it (exit {code}: {first_line(r.stderr) or 'no output'})"
+        found[culprit] = Probed(None, why)
+    return found
 
 
 def mismatch(sidecar_tensors: dict, file_tensors: dict) -> str | None:
@@ -71,13 +90,14 @@ def mismatch(sidecar_tensors: dict, file_tensors: dict) -> str | None:
 
 
 def main() -> None:
-    fmt, path = sys.argv[1], Path(sys.argv[2])
-    try:
-        doc = tensors(fmt, path)
-    except Exception as exc:  # noqa: BLE001 - a foreign file may raise anything from its runtime
-        print(f"error: the {fmt} runtime cannot load it ({describe(exc, 200)})")
-        sys.exit(1)
-    print(json.dumps(doc))
+    args = sys.argv[1:]
+    for fmt, path in zip(args[::2], args[1::2], strict=True):
+        try:
+            with native_quiet():  # the runtimes' notices are not our output
+                doc = {"path": path, "tensors": tensors(fmt, Path(path))}
+        except Exception as exc:  # noqa: BLE001 - a foreign file may raise anything from its runtime
+            doc = {"path": path, "error": f"the {fmt} runtime cannot load it ({describe(exc, 200)})"}
+        print(json.dumps(doc), flush=True)  # flushed: a crash on the next file must not lose this line
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from . import host
 from .adb import Adb, AdbError, find_adb, select_device
 from .artifact import Artifact
 from .matmul import matmul_gmacs
-from .probe import SidecarMismatch, mismatch, probe
+from .probe import mismatch, probe_all
 from .remote import BINARY_FORMATS, RunFailed, app_ready, install_apk, pick_binary, run_app, run_binary
 from .report import document, record
 
@@ -69,13 +69,15 @@ def bench(artifacts: list[Artifact], *, plan: AdbPlan | None, threads: int, warm
     device = host_device() if plan is None else plan.adb.describe()
     matmul = matmul_gmacs(threads, matmul_n) if plan is None else None
     per = max(warmup, 0) + runs
+    # Before any timing. On a phone run the host opens the files only to score them (without --no-psnr).
+    checks = host_checks(artifacts) if plan is None or psnr else {}
     results = []
     with tqdm(total=per * len(artifacts), unit="run", desc="bench", disable=None if progress else True,
               leave=False) as bar:
         for art in artifacts:
             start = bar.n
             bar.set_postfix_str(art.name[-40:])
-            results.append(_one(art, plan, threads, warmup, runs, psnr, matmul, bar))
+            results.append(_one(art, plan, threads, warmup, runs, psnr, matmul, bar, checks.get(art.path)))
             bar.update(start + per - bar.n)
     if plan is not None:
         device["thermal_end"] = plan.adb.thermal()
@@ -83,18 +85,17 @@ def bench(artifacts: list[Artifact], *, plan: AdbPlan | None, threads: int, warm
 
 
 def _one(art: Artifact, plan: AdbPlan | None, threads: int, warmup: int, runs: int, psnr: bool,
-         matmul: float | None, bar: tqdm) -> dict:
+         matmul: float | None, bar: tqdm, check: HostCheck | None) -> dict:
+    """One artifact. ``check``: what opening it on this host found (None: no host runtime for it, or a checkpoint)."""
     runner = "host" if plan is None else plan.runner
     common = dict(runner=runner, threads=threads, warmup=warmup, runs=runs, matmul_gmacs=matmul)
     reason = unsupported(art, plan)
     if reason:
         return record(art, measurement=None, status="unsupported", error=reason, psnr=None, **common)
-    on_host = False
-    if plan is None:  # opened in a child first: a crashing runtime must not take the run down
-        try:
-            on_host = check_on_host(art)
-        except RuntimeError as exc:
-            return record(art, measurement=None, status="failed", error=str(exc), psnr=None, **common)
+    if check is not None and check.mismatch:  # every figure derived from the sidecar would be wrong
+        return record(art, measurement=None, status="failed", error=check.error, psnr=None, **common)
+    if plan is None and check is not None and check.error:  # it crashed or failed in the child: it fails alone
+        return record(art, measurement=None, status="failed", error=check.error, psnr=None, **common)
     try:
         if plan is None:
             m = host.measure(art, threads, warmup, runs, bar)
@@ -108,31 +109,40 @@ def _one(art: Artifact, plan: AdbPlan | None, threads: int, warmup: int, runs: i
         raise
     except Exception as exc:  # noqa: BLE001 - a broken artifact may raise anything from its runtime
         return record(art, measurement=None, status="failed", error=_one_line(exc), psnr=None, **common)
-    if plan is not None and psnr:  # the phone ran it; the host scores it where it can open it too
-        try:
-            on_host = check_on_host(art)
-        except SidecarMismatch as exc:  # its figures (GMAC/s, Mpix/s) would be computed from wrong shapes
-            return record(art, measurement=None, status="failed", error=str(exc), psnr=None, **common)
-        except RuntimeError as exc:
-            tqdm.write(f"warning: {art.name}: not opened on this host, so no Set5 PSNR ({exc})", file=sys.stderr)
+    on_host = art.format == "pytorch" or (check is not None and check.error is None)
+    if plan is not None and psnr and check is not None and check.error:  # the phone ran it; the host could not
+        tqdm.write(f"warning: {art.name}: not opened on this host, so no Set5 PSNR ({check.error})", file=sys.stderr)
     quality = _psnr(art, threads) if psnr and on_host else None
     return record(art, measurement=m, status="ok", error=None, psnr=quality, **common)
 
 
-def check_on_host(art: Artifact) -> bool:
-    """Open an exported file in a child process (see :mod:`.probe`) and check its tensors against the sidecar.
-    False where this host has no runtime for it (it is then neither timed nor scored here); RuntimeError with
-    one line where the file crashes or fails to load, SidecarMismatch where it disagrees with its sidecar."""
-    if art.format not in host.HOST_FORMATS or art.format == "pytorch":
-        return art.format == "pytorch"
-    try:
-        host.preload(art.format)
-    except host.RuntimeMissing:
-        return False
-    found = probe(art.format, art.path)
-    if art.tensors is not None and (problem := mismatch(art.tensors, found)):
-        raise SidecarMismatch(problem)
-    return True
+@dataclass(frozen=True)
+class HostCheck:
+    """An exported file opened here in a child process (see :mod:`.probe`): ``error`` says why it failed to open,
+    or (``mismatch``) where its tensors disagree with its sidecar."""
+
+    error: str | None
+    mismatch: bool = False
+
+
+def host_checks(artifacts: list[Artifact]) -> dict[Path, HostCheck]:
+    """Open every exported file whose runtime this host has, all in one child process, and compare it with its
+    sidecar. Files without a host runtime (Core ML off macOS, a missing extra) and checkpoints are left out."""
+    todo = []
+    for art in artifacts:
+        if art.format in host.HOST_FORMATS and art.format != "pytorch":
+            try:
+                host.preload(art.format)
+            except host.RuntimeMissing:
+                continue
+            todo.append(art)
+    found = probe_all([(a.format, a.path) for a in todo])
+    out = {}
+    for art in todo:
+        got = found[art.path]
+        problem = mismatch(art.tensors, got.tensors) if got.tensors is not None and art.tensors is not None else None
+        out[art.path] = HostCheck(problem, mismatch=True) if problem else HostCheck(got.error)
+    return out
 
 
 def _one_line(exc: Exception) -> str:
