@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import Model, Scale
-from .ofa import OFASR
+from .ofa import OFASR, Arch
 from .pair import SRPair
 
 
@@ -29,6 +29,17 @@ def deploy_module(module: nn.Module) -> nn.Module:
         module.downscaler = deploy_module(module.downscaler)
         module.upscaler = deploy_module(module.upscaler)
     return module.eval()
+
+
+def deploy_subnet(supernet: OFASR, arch: Arch) -> nn.Module:
+    """The deployed module of one subnet of ``supernet`` (what search measures, scores and writes): the same
+    step as :func:`deploy`, for an arch that is not the active one."""
+    previous = supernet.arch
+    supernet.set_active(arch)
+    try:
+        return deploy_module(supernet)
+    finally:
+        supernet.set_active(previous)
 
 
 def deploy(model: Model) -> Model:

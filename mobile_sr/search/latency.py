@@ -16,6 +16,7 @@ import numpy as np
 
 from ..bench.latency_table import LayerConfig, lookup, measure_layers, time_module
 from ..bench.run import AdbPlan, host_device
+from ..models.deploy import deploy_subnet
 from ..models.ofa import DEPTHS, EXPANDS, KERNELS, OFASR, SCALES, WIDTH, Arch, sample, smallest
 
 
@@ -74,7 +75,7 @@ class LatencyModel:
 def measure_subnet(supernet: OFASR, arch: Arch, height: int, width: int, *, runtime: str, plan: AdbPlan | None,
                    threads: int, warmup: int = 3, runs: int = 10) -> float:
     """Measured latency (ms) of ``arch``'s static subnet, exported and timed whole."""
-    return time_module(supernet.get_subnet(arch), (1, 3, height, width), runtime=runtime, plan=plan,
+    return time_module(deploy_subnet(supernet, arch), (1, 3, height, width), runtime=runtime, plan=plan,
                        threads=threads, warmup=warmup, runs=runs)
 
 

@@ -26,6 +26,7 @@ from ..core.weights import write_weights
 from ..data.datasets import holdout_images, load_benchmark
 from ..evaluation import Pipeline, evaluate
 from ..models import SUPERNET, WEIGHTS_DIR, load_supernet
+from ..models.deploy import deploy_subnet
 from ..models.ofa import OFASR, smallest
 from . import latency as lat
 from . import predictor as acc
@@ -161,7 +162,7 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
     arch, pred_psnr, pred_ms, history = evolve(scale, budget_ms, lat_model.predict, predictor.predict, seed,
                                                evolution)
 
-    net = supernet.get_subnet(arch)
+    net = deploy_subnet(supernet, arch)
     measured_ms = lat.measure_subnet(supernet, arch, *size, runtime=runtime, plan=plan, threads=threads, runs=20)
     set5 = evaluate(Pipeline(net, scale), load_benchmark("Set5", scale), with_ssim=False).psnr
     held = None

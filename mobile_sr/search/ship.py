@@ -26,6 +26,7 @@ from ..core.text import parse_size
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
 from ..evaluation import Pipeline, pipeline_for, published_scores
 from ..models import WEIGHTS_DIR, load_model, load_supernet
+from ..models.deploy import deploy_subnet
 from ..models.ofa import largest
 from ..train.ofa import PHASES, OFATrainConfig
 from . import predictor as acc
@@ -85,7 +86,7 @@ def ship_supernet(run: Path, data_root: Path) -> dict:
         "wall_minutes": round(sum(s["train_seconds"] for _, s in chain) / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out), MATLAB-bicubic LR",
         "hardware": hardware(2),
-        "eval": {f"x{s}": published_scores(Pipeline(net.get_subnet(largest(s)), s), data_root) for s in (2, 4)},
+        "eval": {f"x{s}": published_scores(Pipeline(deploy_subnet(net, largest(s)), s), data_root) for s in (2, 4)},
         "protocol": PROTOCOL, "validation_history": _history(chain),
     }
     write_weights(net, manifest, WEIGHTS_DIR / "ofa-sr.safetensors")
