@@ -198,6 +198,21 @@ def test_cli_refusal_is_one_line_exit_2(arts: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--default nope: no such model" in res.output
 
 
+def test_a_boolean_schema_version_is_refused_exit_2(arts: Path, tmp_path: Path) -> None:
+    """JSON's true is not the integer 1 (Python's True == 1 is): the schema check refuses it, and nothing is written."""
+    side = arts / f"{STEM}.tflite.json"
+    doc = json.loads(side.read_text())
+    doc["schema_version"] = True
+    side.write_text(json.dumps(doc))
+    app = app_copy(tmp_path, "android")
+    before = snapshot(app)
+    res = CliRunner().invoke(main, ["bundle", str(arts / f"{STEM}.tflite"), "--app", "android", "--app-dir", str(app)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr == f"error: {STEM}.tflite: sidecar {side.name} does not match sidecar.schema.json: " \
+                         "$.schema_version: 1 was expected\n"
+    assert snapshot(app) == before
+
+
 def test_refuses_an_unverified_artifact_unless_forced_and_never_makes_it_the_default(
         arts: Path, unverified: Path, tmp_path: Path) -> None:
     """Issue 12 item 11: a --no-verify artifact (status "skipped") went in without --force, as the app's default."""
