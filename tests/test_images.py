@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
-import png
 import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
@@ -23,34 +21,7 @@ from mobile_sr.data.images import (
 from mobile_sr.export.calib import load_calib
 from mobile_sr.export.common import ExportError
 
-
-def blank_png(path: Path, w: int, h: int, full: bool = True) -> Path:
-    """A real, valid all-black RGB PNG of any declared size (a 13000x13000 one is ~500 KB), or with
-    ``full=False`` one whose pixel data stops early: what a decompression bomb's header looks like."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    if full:
-        comp = zlib.compressobj(9)
-        row = bytes(1 + 3 * w)
-        body = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
-    else:
-        body = zlib.compress(bytes(1000))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-    return path
-
-
-def write_png16(path: Path, arr: np.ndarray) -> Path:
-    """(H, W, C) uint16 -> a 16-bit PNG written by pypng (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA)."""
-    h, w, c = arr.shape
-    png.Writer(w, h, greyscale=c <= 2, alpha=c in (2, 4), bitdepth=16).write(path.open("wb"), arr.reshape(h, w * c))
-    return path
-
-
-def read_png16(path: Path) -> tuple[np.ndarray, dict]:
-    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
-    return np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(h, w, info["planes"]), info
+from .image_files import blank_png, exif_with_orientation, read_png16, write_png16
 
 
 def _levels16(t: torch.Tensor) -> np.ndarray:
@@ -86,16 +57,9 @@ def test_orient_matches_exif_transpose(orientation):
     assert got.shape == ref.shape and np.array_equal(got, ref)
 
 
-def _exif(orientation: int) -> Image.Exif:
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    exif[0x010F] = "TestCam"  # Make: the rest of the EXIF must travel on
-    return exif
-
-
 def test_orientation_applied_on_read_8_and_16_bit(tmp_path):
     x = np.random.default_rng(1).integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    Image.fromarray(x).save(tmp_path / "o.png", exif=_exif(6))
+    Image.fromarray(x).save(tmp_path / "o.png", exif=exif_with_orientation(6))
     img = load_image(tmp_path / "o.png")
     upright = np.rot90(x, -1)  # orientation 6: the camera was turned; rotate clockwise to view
     assert np.array_equal(_levels16(img.rgb).transpose(1, 2, 0) // 257, upright)
@@ -106,7 +70,7 @@ def test_orientation_applied_on_read_8_and_16_bit(tmp_path):
     x16 = x.astype(np.uint16) * 257 + 1
     write_png16(tmp_path / "o16.png", x16)
     raw = (tmp_path / "o16.png").read_bytes()
-    data = _exif(6).tobytes()[6:]
+    data = exif_with_orientation(6).tobytes()[6:]
     exif_chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
     (tmp_path / "o16.png").write_bytes(raw[:33] + exif_chunk + raw[33:])  # right after IHDR
     img16 = load_image(tmp_path / "o16.png")

@@ -20,7 +20,7 @@ from mobile_sr.models import create_model
 from mobile_sr.train.trainer import write_weights
 
 from .conftest import REPO
-from .test_images import _exif, blank_png, read_png16, write_png16
+from .image_files import blank_png, exif_with_orientation, read_png16, write_png16
 
 BABY = REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "LR" / "img_001.png"
 
@@ -222,7 +222,7 @@ def test_13000px_png_refused_without_decoding(tmp_path, elsr_ckpt):
 def test_exif_orientation_applied_and_tag_dropped(tmp_path, elsr_ckpt):
     """A phone JPEG stored sideways (orientation 6) comes out exactly as the upright image would."""
     x = np.asarray(Image.open(BABY).convert("RGB"))[:24, :40]
-    Image.fromarray(x).save(tmp_path / "phone.jpg", quality=95, exif=_exif(6))
+    Image.fromarray(x).save(tmp_path / "phone.jpg", quality=95, exif=exif_with_orientation(6))
     with Image.open(tmp_path / "phone.jpg") as im:
         ImageOps.exif_transpose(im).save(tmp_path / "upright.png")
     for name in ("phone.jpg", "upright.png"):
