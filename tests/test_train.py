@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -239,3 +240,19 @@ def test_both_trainers_share_one_schedule():
     assert cfg.lr_at(179) == pytest.approx(warmup_cosine(29, 30, 1e-4, 3, cfg.min_lr_ratio))
     plain = TrainConfig(model="fsrcnn", scale=2, data=[], out="", steps=100, lr=2e-3, warmup=10)
     assert [lr_at(plain, s) for s in range(100)] == [cfg.lr_at(s) for s in range(100)]
+
+
+def test_ship_records_the_init_from_chain_and_refuses_a_corrupt_checkpoint(tmp_path):
+    from mobile_sr.models import ModelError
+    from mobile_sr.train.ship import _stages
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert CliRunner().invoke(main, _args(first, 3)).exit_code == 0
+    assert CliRunner().invoke(main, _args(second, 2, ("--init-from", str(first / "last.pt")))).exit_code == 0
+    cfg = json.loads((second / "config.json").read_text())
+    stages = _stages(cfg, 2)
+    assert len(stages) == 2 and "--steps 3" in stages[0] and "--steps 2" in stages[1]
+    assert "--init-from " in stages[1] and "/a/last.pt" in stages[1]  # paths as relative as where it ran
+    (first / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read checkpoint"):
+        _stages(cfg, 2)

@@ -14,11 +14,9 @@ import shlex
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
 from ..evaluation import pipeline_for, published_scores
-from ..models import WEIGHTS_DIR, load_model
+from ..models import WEIGHTS_DIR, load_model, load_torch_file
 from .trainer import TrainConfig
 
 
@@ -45,7 +43,7 @@ def _stages(cfg: dict, step: int) -> list[str]:
     stages = [train_command(cfg)]
     src = cfg.get("init_from")
     while src and Path(src).suffix == ".pt" and Path(src).exists():
-        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        ckpt = load_torch_file(Path(src))
         prev = ckpt["train_config"]
         stopped = ckpt["step"] if ckpt["step"] < prev["steps"] else None
         stages.insert(0, train_command(prev, stopped))
@@ -63,7 +61,7 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     seconds, steps = summary["train_seconds"], summary["step"]
     src = cfg.get("init_from")
     if src and Path(src).suffix == ".pt" and Path(src).exists():
-        prev = torch.load(src, map_location="cpu", weights_only=True)
+        prev = load_torch_file(Path(src))
         seconds, steps = seconds + prev["train_seconds"], steps + prev["step"]
     manifest = {
         "model": name, "scale": scale, "config": model.config,
