@@ -56,9 +56,8 @@ class Profile:
 
 
 def profile(module: nn.Module, scale: Scale, size: int = 32) -> Profile:
-    """Parameter count and multiply-accumulates per output pixel, counted from the real layers of the
-    deployed ``module`` (a supernet counts as its active subnet)."""
-    module = deploy_module(module) if isinstance(module, OFASR) else module
+    """Parameter count and multiply-accumulates per output pixel, counted from the real layers of a deployed
+    ``module`` (callers deploy first: the MACs counted are those of the graph that is exported)."""
     macs = 0
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
