@@ -83,6 +83,9 @@ def check(artifact: Path, app: str, force: bool = False) -> Item:
     errors = validate(doc, SIDECAR_SCHEMA)
     if errors:
         raise BundleError(f"{name}: sidecar {side.name} does not match sidecar.schema.json: {errors[0]}")
+    if doc["model"].get("role", "upscaler") != "upscaler":
+        raise BundleError(f"{name}: a {doc['model']['role']} ({doc['model']['name']}); the {app} app upscales, so "
+                          "bundle the pair's upscaler (the downscaler runs on the server)")
     fmt = doc["artifact"]["format"]
     backends = APPS[app][2]
     if fmt not in backends:

@@ -30,6 +30,7 @@ def main() -> None:
 # Which `train` options belong to which trainer: giving one to the other trainer is an error, never ignored.
 PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch")
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
+PAIR_ONLY = ("lr_weight", "unconstrained")
 
 
 @main.command()
@@ -66,26 +67,36 @@ OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
               help="ofa-sr only: peak LR of the kernel/depth/expand phases.")
 @click.option("--subnets", type=click.IntRange(min=1), default=2, show_default=True,
               help="ofa-sr only: sampled subnets per step.")
+@click.option("--lambda", "lr_weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Pairs only: weight of the L2 between the learned LR and the MATLAB-bicubic LR.")
+@click.option("--unconstrained", is_flag=True,
+              help="Pairs only, an ablation: float LR, no 8-bit rounding, no LR term (not an honest LR).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
           patch: int, lr: float, tail_lr_scale: float, warmup: int | None, loss: str, init: str, init_from: str | None,
           arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
-          phase_steps: str, shrink_lr: float, subnets: int, no_progress: bool) -> None:
-    """Train a model on folders of HR images (runs under torchrun for DDP)."""
+          phase_steps: str, shrink_lr: float, subnets: int, lr_weight: float, unconstrained: bool,
+          no_progress: bool) -> None:
+    """Train a model on folders of HR images (runs under torchrun for DDP).
+
+    A pair (e.g. rescale) trains its downscaler and upscaler jointly: HR -> downscaler -> 8-bit LR -> upscaler."""
     import torch
 
-    from .models import ModelError
+    from .models import MODELS, ModelError
     from .train.trainer import RunWriteError, TrainConfig
     from .train.trainer import train as run_train
 
     ofa = model_name == "ofa-sr"
-    given = [name for name in (PLAIN_ONLY if ofa else OFA_ONLY)
+    pair = model_name in MODELS and MODELS[model_name].role == "pair"
+    given = [name for name in (PLAIN_ONLY if ofa else OFA_ONLY) + (() if pair else PAIR_ONLY)
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        fail(f"{flags}: not an option of {'the ofa-sr trainer' if ofa else model_name} "
-             f"({'ofa-sr trains x2 and x4 in --phase-steps' if ofa else 'those options are for --model ofa-sr'})")
+        flags = ", ".join("--" + name.replace("_", "-").replace("lr-weight", "lambda") for name in given)
+        why = ("ofa-sr trains x2 and x4 in --phase-steps" if ofa else
+               "those options are for --model ofa-sr" if not any(g in PAIR_ONLY for g in given) else
+               "those options are for pairs (downscaler + upscaler), e.g. --model rescale")
+        fail(f"{flags}: not an option of {'the ofa-sr trainer' if ofa else model_name} ({why})")
     if threads:
         torch.set_num_threads(threads)
     if ofa:
@@ -98,10 +109,20 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
         if not sep or not value.strip().isdigit():
             fail(f"--arch {item!r}: expected KEY=INT, e.g. --arch width=16")
         overrides[key.strip()] = int(value)
+    if pair and overrides:  # a pair's settings are its parts': --arch downscaler.width=48
+        nested = {part: {**spec, "config": dict(spec.get("config", {}))}
+                  for part, spec in MODELS[model_name].default_config.items()}
+        for key, value in overrides.items():
+            part, dot, setting = key.partition(".")
+            if not dot or part not in nested:
+                fail(f"--arch {key}={value}: a pair's settings are PART.KEY=INT with PART downscaler or upscaler, "
+                     "e.g. --arch downscaler.width=48")
+            nested[part]["config"][setting] = value
+        overrides = nested
     cfg = TrainConfig(model=model_name, scale=scale, data=list(data), out=out, steps=steps, batch=batch, patch=patch,
                       lr=lr, tail_lr_scale=tail_lr_scale, warmup=500 if warmup is None else warmup, loss=loss,
                       seed=seed, init=init, init_from=init_from, val_every=val_every, ckpt_every=ckpt_every,
-                      config=overrides)
+                      config=overrides, lr_weight=lr_weight, unconstrained=unconstrained)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
     except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept
@@ -210,23 +231,32 @@ def _check_out_file(path: str | None, option: str) -> None:
               help="Folder holding <dataset>/x<scale>/{HR,LR}; default: the Set5 copy inside the package.")
 @click.option("--downscaler", default=None,
               help="Make the LR from HR with this downscaler (e.g. bicubic) instead of reading the published LR.")
+@click.option("--pipeline", "source", type=click.Choice(["learned", "bicubic"]), default=None,
+              help="Where the LR comes from. learned: the pair's own downscaler, rounded to 8 bits; bicubic: the "
+                   "published MATLAB-bicubic LR files. Default: learned for a pair, bicubic otherwise.")
 @click.option("--codec", default=None, metavar="jpeg:Q", help="Compress the LR on its way to the upscaler.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None, help="Same as --codec jpeg:Q.")
 @click.option("--tile", type=click.IntRange(min=1), default=None, help="Run tiled with this LR tile size.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the scores here.")
 def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | None, downscaler: str | None,
-             codec: str | None, tile: int | None, json_out: str | None) -> None:
+             source: str | None, codec: str | None, jpeg_quality: int | None, tile: int | None,
+             json_out: str | None) -> None:
     """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables) of a pipeline:
-    LR (published file, or --downscaler + 8-bit rounding) -> [--codec] -> the model."""
+    LR (published file, a pair's downscaler or --downscaler, rounded to 8 bits) -> [--codec] -> the model."""
     from dataclasses import replace
 
     from .evaluation import bicubic_pipeline, evaluate_dataset, parse_codec, pipeline_for
     from .models import ModelError
 
     _check_out_file(json_out, "--json")
+    if codec and jpeg_quality is not None:
+        fail("--codec and --jpeg-quality both name the codec; give one")
     try:
-        comp = parse_codec(codec)
+        comp = parse_codec(codec or (f"jpeg:{jpeg_quality}" if jpeg_quality is not None else None))
     except ValueError as exc:
         fail(str(exc))
+    if source and downscaler:
+        fail("--pipeline and --downscaler both say where the LR comes from; give one")
     if model_spec == "bicubic":
         pipe, label = bicubic_pipeline(scale or 2), "bicubic"
         if downscaler is not None:
@@ -234,10 +264,17 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
         pipe = replace(pipe, codec=comp, tile=tile)
     else:
         model, label = _load(model_spec, scale), model_spec
+        if source == "learned" and model.role != "pair":
+            fail(f"--pipeline learned: {model.name} is an {model.role} with no downscaler of its own; "
+                 "use a pair (e.g. rescale), or --downscaler NAME")
         try:
             pipe = pipeline_for(model, downscaler, comp, tile)
         except ModelError as exc:
             fail(str(exc))
+        if source == "bicubic" and model.role == "pair":
+            pipe = replace(pipe, downscale=None)
+            click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR; this scores it on "
+                       "the published bicubic LR instead", err=True)
     try:
         res = evaluate_dataset(pipe, dataset, data_root, model=label)
     except (FileNotFoundError, ValueError) as exc:
@@ -286,6 +323,9 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
     except UpscaleError as exc:
         fail(str(exc))
     model = _load(model_spec, scale)
+    if model.role == "pair":
+        click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr downscale "
+                   f"--model {model_spec}); other LR images, bicubic ones included, are restored less well", err=True)
     bad = failed = 0
     for inp, out in jobs:
         try:
@@ -301,6 +341,55 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
             continue
         click.echo(f"{inp} {res.in_size[0]}x{res.in_size[1]} -> {out} {res.out_size[0]}x{res.out_size[1]} "
                    f"({res.seconds:.2f} s)")
+    if failed:
+        sys.exit(1)
+    if bad:
+        sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.argument("src", type=click.Path(exists=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(),
+              help="Output .png (or .jpg with --jpeg-quality), or a folder when SRC is one.")
+@click.option("--model", "model_spec", default="rescale", show_default=True,
+              help="A pair (its downscaler runs), a downscaler (bicubic), a run folder or a checkpoint.")
+@click.option("--scale", type=click.IntRange(min=2), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
+              help="Write the LR as a JPEG of this quality (4:2:0, as phones send) instead of an 8-bit PNG.")
+@click.option("--tile", type=click.IntRange(min=0), default=256, show_default=True,
+              help="LR tile side (0: whole image at once).")
+def downscale(src: str, dst: str, model_spec: str, scale: int | None, jpeg_quality: int | None, tile: int) -> None:
+    """Make the LR image a phone restores: HR -> downscaler -> 8-bit PNG (or JPEG), a file or a folder.
+
+    An HR side that is not a multiple of the scale is cropped at the bottom/right, as benchmarks crop."""
+    from .data.images import ImageError
+    from .downscale import DownscaleError, downscale_file, plan
+
+    try:
+        jobs = plan(Path(src), Path(dst), jpeg_quality)
+    except DownscaleError as exc:
+        fail(str(exc))
+    model = _load(model_spec, scale)
+    if model.downscaler is None:
+        fail(f"{model_spec}: {model.name} is an {model.role}; downscale needs a pair (e.g. rescale) or a "
+             "downscaler (e.g. bicubic)")
+    bad = failed = 0
+    for inp, out in jobs:
+        try:
+            res = downscale_file(model.downscaler, int(model.scale), inp, out, tile=tile or None,
+                                 jpeg_quality=jpeg_quality)
+        except ImageError as exc:  # a bad input: one line, and the rest of the folder still runs
+            click.echo(f"error: {exc}", err=True)
+            bad += 1
+            continue
+        except OSError as exc:
+            click.echo(f"error: {out}: cannot write ({exc.strerror or exc})", err=True)
+            failed += 1
+            continue
+        (iw, ih), (uw, uh) = res.in_size, res.used_size
+        crop = f" (cropped to {uw}x{uh}, a multiple of x{model.scale:g})" if res.cropped else ""
+        click.echo(f"{inp} {iw}x{ih}{crop} -> {out} {res.out_size[0]}x{res.out_size[1]} ({res.seconds:.2f} s)")
     if failed:
         sys.exit(1)
     if bad:

@@ -1,6 +1,7 @@
 """Tiled inference, the one way this package and its apps run a network over an image.
 
-- :func:`upscale_tiled`: any image size with bounded memory, and the same result as one big pass;
+- :func:`upscale_tiled`: any image size with bounded memory, and the same result as one big pass
+  (:func:`downscale_tiled` the same for a downscaler on the server side);
 - :func:`at_fixed_size`: a network that only takes one input shape (an exported artifact, a phone's
   fixed tile) run on smaller tiles by edge padding, as the demo apps do.
 
@@ -35,23 +36,44 @@ def upscale_tiled(
     ``tile=None`` runs the whole image in one pass. With ``out_dtype`` uint8/uint16 each tile is
     clamped and rounded as it is pasted, so a huge output costs 1-2 bytes per value, not 4.
     """
-    c, h, w = lr.shape
+    return _tiled(fn, lr, 1, scale, tile, overlap, on_tile, out_dtype)
+
+
+def downscale_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    hr: torch.Tensor,
+    scale: int,
+    tile: int | None = None,
+    overlap: int = OVERLAP,
+    out_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Run a downscaler ``fn`` (1,C,H,W) -> (1,C,H/s,W/s) over ``hr`` (C,H,W; sides multiples of ``scale``) in
+    pieces of ``tile`` x ``tile`` *LR* pixels with ``overlap`` LR pixels of context: the same tiling as
+    :func:`upscale_tiled`, with the HR and LR sides swapped."""
+    return _tiled(fn, hr, scale, 1, tile, overlap, None, out_dtype)
+
+
+def _tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, s_in: int, s_out: int, tile: int | None,
+           overlap: int, on_tile: Callable[[], None] | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """Tiles on a grid of cells, a cell being ``s_in`` x ``s_in`` input pixels that become ``s_out`` x ``s_out``
+    output pixels (``tile`` and ``overlap`` count cells: LR pixels, whichever side the LR is on)."""
+    c, h, w = x.shape[0], x.shape[1] // s_in, x.shape[2] // s_in
     if tile is not None and (tile < 1 or overlap < 0):
         raise ValueError(f"tile must be >= 1 and overlap >= 0 (got tile={tile}, overlap={overlap})")
     if tile is None or (h <= tile and w <= tile):
         with torch.no_grad():
-            return _cast(fn(lr[None])[0], out_dtype)
-    out = torch.empty(c, h * scale, w * scale, dtype=out_dtype)
+            return _cast(fn(x[None])[0], out_dtype)
+    out = torch.empty(c, h * s_out, w * s_out, dtype=out_dtype)
     with torch.no_grad():
         for top in range(0, h, tile):
             for left in range(0, w, tile):
                 bottom, right = min(top + tile, h), min(left + tile, w)
                 t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
                 t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
-                sr = fn(lr[None, :, t0:t1, l0:l1])[0]
-                oy, ox = (top - t0) * scale, (left - l0) * scale
-                core = sr[:, oy : oy + (bottom - top) * scale, ox : ox + (right - left) * scale]
-                out[:, top * scale : bottom * scale, left * scale : right * scale] = _cast(core, out_dtype)
+                y = fn(x[None, :, t0 * s_in : t1 * s_in, l0 * s_in : l1 * s_in])[0]
+                oy, ox = (top - t0) * s_out, (left - l0) * s_out
+                core = y[:, oy : oy + (bottom - top) * s_out, ox : ox + (right - left) * s_out]
+                out[:, top * s_out : bottom * s_out, left * s_out : right * s_out] = _cast(core, out_dtype)
                 if on_tile is not None:
                     on_tile()
     return out

@@ -46,8 +46,9 @@ class UpscaleResult:
     seconds: float
 
 
-def plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+def plan_jobs(src: Path, dst: Path, suffix: str | None = None) -> list[tuple[Path, Path]]:
     """(input, output) pairs for a file or a folder, refusing anything that would overwrite an input.
+    Outputs in a folder keep their input's name, with ``suffix`` instead of its extension when given.
 
     Outputs are renamed into place, so only an output that *is* an input (same path, a symlink to it, or
     the same file under another spelling) could destroy one; those are refused before any work.
@@ -60,11 +61,12 @@ def plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
         if dst.is_dir() and os.path.samefile(src, dst):
             raise UpscaleError(f"{dst}: is the input folder; upscaling in place would overwrite the originals, "
                                "so choose another output folder")
-        jobs = [(p, dst / p.name) for p in list_images(src)]
+        jobs = [(p, dst / (p.with_suffix(suffix).name if suffix else p.name)) for p in list_images(src)]
         if not jobs:
             raise UpscaleError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     else:
-        jobs = [(src, dst / src.name if dst.is_dir() else dst)]
+        name = src.with_suffix(suffix).name if suffix else src.name
+        jobs = [(src, dst / name if dst.is_dir() else dst)]
     for inp, out in jobs:
         if out.exists() and os.path.samefile(inp, out):
             raise UpscaleError(f"{out}: is the input file; writing it would destroy the original, so choose another -o")

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mobile_sr"
-STAGES = ["core", "data", "metrics", "models", "inference", "evaluation", "upscale", "train", "export", "bench",
-          "search", "bundle", "cli", "__main__", "__init__"]
+STAGES = ["core", "data", "metrics", "models", "inference", "evaluation", "upscale", "downscale", "train", "export",
+          "bench", "search", "bundle", "cli", "__main__", "__init__"]
 
 
 def _modules() -> list[Path]:

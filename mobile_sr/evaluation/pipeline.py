@@ -50,12 +50,15 @@ class Jpeg(Codec):
     def label(self) -> str:  # type: ignore[override]
         return f"jpeg q{self.quality}"
 
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+    def encode(self, lr: torch.Tensor) -> bytes:
+        """The JPEG file of an LR image (3, h, w) in [0, 1]: what ``mobile-sr downscale --jpeg-quality`` writes."""
         arr = lr.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         buf = io.BytesIO()
         Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=self.quality, subsampling=2)
-        buf.seek(0)
-        with Image.open(buf) as im:
+        return buf.getvalue()
+
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+        with Image.open(io.BytesIO(self.encode(lr))) as im:
             out = np.asarray(im.convert("RGB"))
         return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div_(255)
 

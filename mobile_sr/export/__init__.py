@@ -165,8 +165,8 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
             seconds = time.perf_counter() - t0
             loaded = fmt.load(staged, threads)
             ops = loaded.ops or ops  # the runtime's own report wins over the export-time one
-            if check and ref is None and loaded.run is not None:
-                ref = Reference.of(wrapper, model.scale, h, w)
+            if check and ref is None and loaded.run is not None:  # a pair's upscaler is scored on its own LR
+                ref = Reference.of(wrapper, model.scale, h, w, model.downscaler)
             checked = (verify_artifact(loaded, precision, ref, model.scale) if check
                        else Verification("skipped", loaded.runtime))
             doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model,

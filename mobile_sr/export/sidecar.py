@@ -30,7 +30,8 @@ def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loa
         "artifact": {"file": artifact.name, "format": fmt, "precision": precision, "bytes": size_bytes,
                      "sha256": digest},
         "model": {"name": model.name, "arch": type(model.upscaler).__name__, "config": model.upscaler.config(),
-                  "scale": model.scale, "source": model.source, "clamp_output": True},
+                  "scale": model.scale, "source": model.source, "clamp_output": True, "role": "upscaler",
+                  "partner": _partner(model.downscaler) if model.role == "pair" else None},
         "inputs": [_tensor(t) for t in loaded.inputs],
         "outputs": [_tensor(t) for t in loaded.outputs],
         "export": {"seconds": round(seconds, 3), "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -56,8 +57,14 @@ def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loa
             "problems": verification.problems,
             "warnings": verification.warnings,
             "set5_bicubic_psnr_db": _round(verification.set5_bicubic_psnr_db),
+            "lr_source": verification.lr_source,
         },
     }
+
+
+def _partner(module: Any) -> dict[str, Any]:
+    """The other half of a pair: what must run on the server for this artifact's figures to hold."""
+    return {"role": "downscaler", "arch": type(module).__name__, "config": module.config()}
 
 
 def _tensor(t: TensorInfo) -> dict[str, Any]:

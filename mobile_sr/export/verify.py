@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data.datasets import load_benchmark
 from ..evaluation import Pipeline, bicubic_pipeline, evaluate
+from ..evaluation.pipeline import Downscale
 from ..inference import OVERLAP, Upscale
 from .common import Loaded
 
@@ -38,18 +39,20 @@ def float_psnr(out: np.ndarray, ref: np.ndarray) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-20))
 
 
-def tiled_set5(fn: Upscale, scale: int, h: int, w: int) -> tuple[float, list[torch.Tensor]]:
+def tiled_set5(fn: Upscale, scale: int, h: int, w: int, downscale: Downscale | None = None
+               ) -> tuple[float, list[torch.Tensor]]:
     """Mean Set5 PSNR with ``fn`` run on ``h`` x ``w`` tiles, and the upscaled images (for parity), through the
-    one evaluation protocol. Raises FileNotFoundError where Set5 has no such scale (it ships x2, x3, x4)."""
-    res = evaluate(Pipeline(fn, scale, fixed_size=(h, w)), load_benchmark("Set5", scale), with_ssim=False,
-                   keep_outputs=True)
+    one evaluation protocol. The LR is the published one, or for a pair's upscaler ``downscale``'s 8-bit LR
+    (what that upscaler was trained to restore). Raises FileNotFoundError where Set5 has no such scale."""
+    res = evaluate(Pipeline(fn, scale, downscale=downscale, fixed_size=(h, w)), load_benchmark("Set5", scale),
+                   with_ssim=False, keep_outputs=True)
     return res.psnr, res.outputs
 
 
-def set5_psnr(fn: Upscale, scale: int, h: int, w: int) -> float | None:
+def set5_psnr(fn: Upscale, scale: int, h: int, w: int, downscale: Downscale | None = None) -> float | None:
     """Just the PSNR of :func:`tiled_set5` (what ``mobile-sr bench`` reports); None without Set5 at ``scale``."""
     try:
-        return tiled_set5(fn, scale, h, w)[0]
+        return tiled_set5(fn, scale, h, w, downscale)[0]
     except FileNotFoundError:
         return None
 
@@ -62,11 +65,16 @@ class Reference:
     set5_fp32: float
     images: list[torch.Tensor]
     set5_bicubic: float  # the floor: a model below it makes images worse than plain upscaling
+    downscale: Downscale | None = None  # a pair's downscaler: the LR every run is scored on
 
     @classmethod
-    def of(cls, wrapper: nn.Module, scale: int, h: int, w: int) -> Reference:
+    def of(cls, wrapper: nn.Module, scale: int, h: int, w: int, downscale: Downscale | None = None) -> Reference:
         bicubic = evaluate(bicubic_pipeline(scale), load_benchmark("Set5", scale), with_ssim=False).psnr
-        return cls((h, w), *tiled_set5(wrapper, scale, h, w), bicubic)
+        return cls((h, w), *tiled_set5(wrapper, scale, h, w, downscale), bicubic, downscale)
+
+    @property
+    def lr_source(self) -> str:
+        return "the pair's downscaler, rounded to 8 bits" if self.downscale is not None else "published bicubic LR"
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     set5_bicubic_psnr_db: float | None = None
     warnings: list[str] = field(default_factory=list)  # passed, but the user must know (below bicubic)
+    lr_source: str | None = None  # what the Set5 figures were computed on (see Reference.lr_source)
 
     @property
     def verified(self) -> bool:
@@ -100,7 +109,7 @@ def verify_artifact(loaded: Loaded, precision: str, ref: Reference | None, scale
 
     run = loaded.run
     assert ref is not None, "a runnable artifact needs the PyTorch reference"
-    set5, images = tiled_set5(lambda t: torch.from_numpy(run(t.numpy())), scale, *ref.size)
+    set5, images = tiled_set5(lambda t: torch.from_numpy(run(t.numpy())), scale, *ref.size, ref.downscale)
     parity = float_psnr(torch.cat([i.flatten() for i in images]).numpy(),
                         torch.cat([i.flatten() for i in ref.images]).numpy())
     if precision in PARITY_MIN_DB and parity < PARITY_MIN_DB[precision]:
@@ -112,4 +121,5 @@ def verify_artifact(loaded: Loaded, precision: str, ref: Reference | None, scale
     if ref.set5_fp32 < ref.set5_bicubic:  # conversion is faithful, but the model itself is not worth shipping
         warnings.append(f"the model scores {ref.set5_fp32:.2f} dB Set5, below bicubic upscaling "
                         f"({ref.set5_bicubic:.2f} dB): it makes images worse; train it longer")
-    return Verification(status, loaded.runtime, parity, set5, ref.set5_fp32, problems, ref.set5_bicubic, warnings)
+    return Verification(status, loaded.runtime, parity, set5, ref.set5_fp32, problems, ref.set5_bicubic, warnings,
+                        ref.lr_source)

@@ -30,6 +30,7 @@ from .elsr import ELSR
 from .fsrcnn import FSRCNN
 from .ofa import OFASR, SCALES, WIDTH, OFASubnet, largest
 from .pair import SRPair
+from .tad import TAD
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -95,9 +96,16 @@ MODELS: dict[str, ModelInfo] = {
     "ofa-l": ModelInfo("ofa-l", "upscaler", OFASubnet, "ofa-sr subnet, large budget (searched, host TFLite)"),
     "bicubic": ModelInfo("bicubic", "downscaler", BicubicDown, "MATLAB-bicubic downscaling (any factor >= 1)",
                          weights="none"),
+    # Learned downscalers ship only inside the pair they were trained with (their weights are the pair's).
+    "tad": ModelInfo("tad", "downscaler", TAD, "task-aware downscaler: bicubic + a learned residual (Kim et al. 2018)",
+                     {"width": 32, "blocks": 2}),
     # A downscaler + an upscaler in one module and one manifest; `config` names both parts.
     "pair": ModelInfo("pair", "pair", _pair, "a downscaler and an upscaler trained and shipped together",
                       weights="none"),
+    # The shipped pairs: the server runs the downscaler, the phone the upscaler (`mobile-sr downscale/upscale`).
+    "rescale": ModelInfo("rescale", "pair", _pair, "TAD downscaler + ELSR-16 upscaler, trained jointly (8-bit LR)",
+                         {"downscaler": {"model": "tad", "config": {"width": 32, "blocks": 2}},
+                          "upscaler": {"model": "elsr", "config": {"width": 16}}}),
 }
 SUPERNET = "ofa-sr"
 

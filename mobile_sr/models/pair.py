@@ -3,13 +3,15 @@
 The server runs ``downscaler`` on the HR image and sends an 8-bit LR image; the phone runs
 ``upscaler`` on it. One module holds both, so one state dict (``downscaler.*``, ``upscaler.*``) and
 one manifest describe the pair, and joint training optimises one module. How the two are chained
-(rounding to 8 bits, a codec in between) is the evaluation pipeline's business, not this module's.
+(rounding to 8 bits, a codec in between) is the caller's business: the evaluation pipeline rounds and
+encodes for real; the training loop passes a differentiable stand-in as ``channel`` to :meth:`SRPair.forward`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 
@@ -32,3 +34,10 @@ class SRPair(nn.Module):
 
     def tail(self) -> nn.Module:
         return self.upscaler.tail()
+
+    def forward(self, hr: torch.Tensor, channel: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LR as the downscaler made it, SR of ``channel(LR)``): the joint-training forward. ``channel`` is
+        what happens to the LR on its way to the phone (clamp + 8-bit rounding, a codec); None sends it as is."""
+        lr = self.downscaler(hr)
+        return lr, self.upscaler(channel(lr) if channel is not None else lr)

@@ -31,6 +31,8 @@ from ..data.datasets import TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
 from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
 from ..models.fsrcnn import FSRCNN, init_bicubic
+from ..models.pair import SRPair
+from .channel import honest_channel
 from .schedule import warmup_cosine
 
 CHECKPOINT = "last.pt"
@@ -118,6 +120,9 @@ class TrainConfig:
     val_dataset: str = "Set5"
     val_root: str | None = None
     config: dict = field(default_factory=dict)  # model constructor overrides
+    # Pairs only (a downscaler trained with its upscaler, see train/channel.py):
+    lr_weight: float = 1.0  # λ of λ·L2(learned LR, MATLAB-bicubic LR): how close the LR stays to the picture
+    unconstrained: bool = False  # the OFA seed's setting, as an ablation: float LR, no rounding, no LR term
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -128,6 +133,12 @@ class TrainConfig:
             raise ValueError(f"unknown init {self.init!r}; use paper or bicubic")
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be >= 1")
+        if not self.lr_weight >= 0:
+            raise ValueError(f"the LR weight (lambda) must be >= 0, got {self.lr_weight}")
+
+    @property
+    def pair(self) -> bool:
+        return MODELS[self.model].role == "pair"
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -139,6 +150,26 @@ def _loss(cfg: TrainConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     if cfg.loss == "l1":
         return (sr - hr).abs().mean()
     return torch.sqrt((sr - hr) ** 2 + 1e-6).mean()
+
+
+def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor) -> torch.Tensor:
+    """The loss of one batch. An upscaler restores the bicubic LR. A pair downscales the HR itself, rounds its
+    LR to 8 bits as a PNG would (straight-through gradient), restores it, and pays λ·L2 for straying from the
+    MATLAB-bicubic LR ``lr_img`` (on the LR before clamping, so an out-of-range value is pulled back)."""
+    if not cfg.pair:
+        return _loss(cfg, net(lr_img), hr_img)
+    lr, sr = net(hr_img, channel=None if cfg.unconstrained else honest_channel())
+    loss = _loss(cfg, sr, hr_img)
+    if not cfg.unconstrained and cfg.lr_weight:
+        loss = loss + cfg.lr_weight * (lr - lr_img).pow(2).mean()
+    return loss
+
+
+def validation_pipeline(model: nn.Module, scale: int) -> Pipeline:
+    """Validation runs what ships: a pair makes its own LR, rounded to 8 bits, and restores it."""
+    if isinstance(model, SRPair):
+        return Pipeline(model.upscaler, scale, downscale=model.downscaler)
+    return Pipeline(model, scale)
 
 
 def atomic_save(obj: object, path: Path) -> None:
@@ -162,10 +193,14 @@ def build_model(cfg: TrainConfig) -> nn.Module:
             raise ValueError("--init bicubic is only defined for FSRCNN models")
         init_bicubic(model)
     if cfg.init_from:
-        src = load_model(cfg.init_from).module.state_dict()
-        own = model.state_dict()
-        fitting = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(fitting, strict=False)
+        source = load_model(cfg.init_from, cfg.scale if cfg.init_from in MODELS else None)
+        # A pair can start from a trained upscaler (its downscaler then starts as bicubic, see models/tad.py).
+        target = model.upscaler if isinstance(model, SRPair) and source.role == "upscaler" else model
+        own = target.state_dict()
+        fitting = {k: v for k, v in source.module.state_dict().items() if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise ModelError(f"--init-from {cfg.init_from}: no weight of {source.name} fits {cfg.model}")
+        target.load_state_dict(fitting, strict=False)
     return model
 
 
@@ -225,9 +260,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if resume:
         ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
-        for key in ("model", "scale", "batch", "patch", "seed", "loss", "config"):
-            if saved[key] != asdict(cfg)[key]:
-                raise ValueError(f"--resume: {key} differs from the checkpoint ({saved[key]!r} vs {asdict(cfg)[key]!r})")
+        for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained"):
+            if saved.get(key, asdict(cfg)[key]) != asdict(cfg)[key]:
+                raise ValueError(f"--resume: {key} differs from the checkpoint ({saved.get(key)!r} vs {asdict(cfg)[key]!r})")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, best, elapsed, history = ckpt["step"], ckpt["best_psnr"], ckpt["train_seconds"], ckpt["history"]
@@ -253,7 +288,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0,
                dynamic_ncols=True, unit="it")
-    val_psnr = float("nan")
+    val_psnr, val_lr = float("nan"), ""
     t_last = time.perf_counter()
     while step < cfg.steps:
         lr = lr_at(cfg, step)
@@ -261,7 +296,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             g["lr"] = lr * g["lr_scale"]
         lr_img, hr_img = data.batch(cfg.seed, step, range(rank, cfg.batch, world))
         net.train()
-        loss = _loss(cfg, net(lr_img), hr_img)
+        loss = step_loss(cfg, net, lr_img, hr_img)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -272,8 +307,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if rank == 0:
             if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                 model.eval()
-                val_psnr = evaluate(Pipeline(model, cfg.scale), val, with_ssim=False).psnr
-                history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed})
+                res = evaluate(validation_pipeline(model, cfg.scale), val, with_ssim=False)
+                val_psnr = res.psnr
+                val_lr = f"{res.lr_psnr:.1f}" if res.lr_psnr is not None else ""
+                history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed,
+                                **({"val_lr_psnr": res.lr_psnr} if res.lr_psnr is not None else {})})
                 if val_psnr > best:
                     best = val_psnr
                     best_path = out / "best.safetensors"
@@ -282,7 +320,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 t_last = time.perf_counter()  # validation is not training time
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 checkpoint()
-            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_psnr:.2f}", lr=f"{lr:.1e}", refresh=False)
+            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_psnr:.2f}", **({"val_lr": val_lr} if val_lr else {}),
+                            lr=f"{lr:.1e}", refresh=False)
         bar.update(1)
     bar.close()
     summary = {"step": step, "best_val_psnr": best, "train_seconds": elapsed, "out": str(out)}

@@ -1,0 +1,84 @@
+"""Downscaling image files on the server: HR file -> a pair's (or any downscaler's) LR, written as an honest
+8-bit PNG, or as the JPEG a phone would receive.
+
+The LR written here is exactly what ``eval --pipeline learned`` scores: the same downscaler, the same
+rounding to 8 bits, and for ``--jpeg-quality`` the same encoder settings as the evaluation's JPEG codec
+(libjpeg through Pillow, 4:2:0 chroma), so "downscale to disk, then upscale" equals the in-memory pipeline.
+An HR side that is not a multiple of the scale is cropped at the bottom/right, as the benchmark protocol
+crops its HR images; the result says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .core.files import atomic_write
+from .data.images import ImageError, LoadedImage, image_size, load_image, save_image
+from .data.imresize import imresize
+from .evaluation import Jpeg
+from .inference import downscale_tiled
+from .upscale import UpscaleError, plan_jobs
+
+DownscaleError = UpscaleError  # the same kind of refused request: one line, nothing written
+
+
+@dataclass
+class DownscaleResult:
+    in_size: tuple[int, int]  # (W, H) of the HR file
+    used_size: tuple[int, int]  # (W, H) after cropping to a multiple of the scale
+    out_size: tuple[int, int]
+    seconds: float
+
+    @property
+    def cropped(self) -> bool:
+        return self.in_size != self.used_size
+
+
+def plan(src: Path, dst: Path, jpeg_quality: int | None) -> list[tuple[Path, Path]]:
+    """(HR, LR) file pairs; LR files in a folder are named ``<stem>.png`` (``.jpg`` with ``jpeg_quality``)."""
+    jobs = plan_jobs(src, dst, suffix=".jpg" if jpeg_quality is not None else ".png")
+    want = (".jpg", ".jpeg") if jpeg_quality is not None else (".png",)
+    for _, out in jobs:
+        if out.suffix.lower() not in want:
+            kind = f"JPEG (--jpeg-quality {jpeg_quality})" if jpeg_quality is not None else "8-bit PNG"
+            raise DownscaleError(f"{out}: the LR is written as {kind}, so name it {' or '.join(want)}"
+                                 + ("" if jpeg_quality is not None else "; pass --jpeg-quality Q for a JPEG"))
+    return jobs
+
+
+def downscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | None = 256) -> LoadedImage:
+    """The 8-bit LR of an HR image whose sides are multiples of ``scale``; alpha is MATLAB-bicubic downscaled."""
+    rgb = downscale_tiled(model, img.rgb, scale, tile=tile, out_dtype=torch.uint8)
+    alpha = None
+    if img.alpha is not None:
+        alpha = imresize(img.alpha.double(), 1 / scale).float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return LoadedImage(rgb, alpha, grayscale=False, sixteen_bit=False, icc=img.icc, exif=img.exif)
+
+
+def downscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int | None = 256,
+                   jpeg_quality: int | None = None) -> DownscaleResult:
+    """Decode, crop to a multiple of the scale, downscale, write (PNG, or JPEG at ``jpeg_quality``).
+    Raises ImageError for a bad input (unreadable, or smaller than the scale)."""
+    t0 = time.perf_counter()
+    image_size(src)  # refuses an oversized or animated file from its header, before decoding
+    img = load_image(src)
+    h, w = img.rgb.shape[-2:]  # after the EXIF orientation
+    hc, wc = h - h % scale, w - w % scale
+    if hc == 0 or wc == 0:
+        raise ImageError(f"{src}: {w}x{h} is smaller than the scale x{scale}; nothing to downscale")
+    if (hc, wc) != (h, w):
+        img = LoadedImage(img.rgb[:, :hc, :wc], None if img.alpha is None else img.alpha[:, :hc, :wc],
+                          img.grayscale, img.sixteen_bit, img.icc, img.exif)
+    with torch.inference_mode():
+        lr = downscale_image(model, scale, img, tile)
+    if jpeg_quality is None:
+        save_image(lr, dst)
+    else:  # the evaluation's codec, byte for byte (alpha cannot travel in a JPEG)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dst, Jpeg(jpeg_quality).encode(lr.rgb.float().div(255)))
+    return DownscaleResult((w, h), (wc, hc), (wc // scale, hc // scale), time.perf_counter() - t0)

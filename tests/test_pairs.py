@@ -1,0 +1,219 @@
+"""Learned downscaling (issue 13): the TAD downscaler, honest 8-bit training, the pair on disk and in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from mobile_sr.cli import main
+from mobile_sr.core.weights import write_weights
+from mobile_sr.data.datasets import BenchmarkImage, load_benchmark
+from mobile_sr.data.images import read_rgb
+from mobile_sr.data.imresize import imresize, quantize
+from mobile_sr.evaluation import Jpeg, Pipeline, evaluate, pipeline_for
+from mobile_sr.inference import downscale_tiled
+from mobile_sr.metrics import psnr
+from mobile_sr.models import MODELS, create_model, load_model
+from mobile_sr.models.bicubic import BicubicConv
+from mobile_sr.models.tad import TAD
+from mobile_sr.train.channel import round_8bit
+from mobile_sr.train.trainer import TrainConfig, step_loss
+
+from .conftest import REPO
+
+HR = REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR"
+
+
+def _random_pair(scale: int = 2) -> torch.nn.Module:
+    """rescale's layout with a downscaler that really departs from bicubic, and the shipped ELSR upscaler."""
+    torch.manual_seed(0)
+    pair = create_model("rescale", scale, pretrained=False)
+    torch.nn.init.normal_(pair.downscaler.out.weight, std=0.003)
+    pair.upscaler.load_state_dict(create_model("elsr", scale).state_dict())
+    return pair.eval()
+
+
+@pytest.fixture(scope="module")
+def pair_ckpt(tmp_path_factory) -> Path:
+    pair = _random_pair()
+    path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
+    write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
+    return path
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("cells", [(12, 7), (1, 1), (2, 1)])
+def test_bicubic_conv_is_matlab_imresize(scale, cells):
+    """The exportable strided-conv bicubic equals imresize, borders included (symmetric padding), down to an
+    image of one LR pixel, narrower than the padding."""
+    x = torch.rand(2, 3, cells[0] * scale, cells[1] * scale, dtype=torch.float64)
+    assert (BicubicConv(scale)(x) - imresize(x, 1 / scale)).abs().max() < 1e-12
+
+
+def test_an_untrained_tad_is_bicubic_downscaling_and_refuses_fractional_factors():
+    hr = read_rgb(HR / "img_001.png")[None]
+    assert (TAD(2)(hr) - imresize(hr, 0.5)).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="integer factor"):
+        TAD(2.5)
+
+
+def test_the_gradient_flows_through_the_8bit_rounding():
+    x = torch.tensor([0.1234, 0.5, 0.9999, 1.3, -0.2], requires_grad=True)
+    y = round_8bit(x)
+    assert torch.equal(y * 255, (y * 255).round())  # on the 8-bit grid
+    assert y.min() >= 0 and y.max() <= 1
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]  # straight through inside [0, 1], clamped outside
+
+
+def test_one_pair_step_trains_the_downscaler_through_the_rounding_and_the_lr_term():
+    pair = _random_pair().train()
+    hr = read_rgb(HR / "img_002.png")[None, :, :48, :48]
+    lr = quantize(imresize(hr.double(), 0.5)).float()
+    cfg = TrainConfig(model="rescale", scale=2, data=[], out="", lr_weight=1.0)
+    step_loss(cfg, pair, lr, hr).backward()
+    assert pair.downscaler.out.weight.grad.abs().sum() > 0
+    # The LR term alone reaches the downscaler too, and an unconstrained run has none.
+    pair.zero_grad()
+    honest = step_loss(cfg, pair, lr, hr)
+    free = step_loss(TrainConfig(model="rescale", scale=2, data=[], out="", unconstrained=True), pair, lr, hr)
+    assert honest.item() > free.item() > 0
+
+
+def test_the_pair_round_trips_through_files(tmp_path, pair_ckpt):
+    """downscale to a PNG on disk, then upscale it: the same pixels as the in-memory pipeline eval scores."""
+    hr_path = HR / "img_003.png"
+    r = CliRunner().invoke(main, ["downscale", str(hr_path), "-o", str(tmp_path / "lr.png"), "--model", str(pair_ckpt),
+                                  "--tile", "32"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["upscale", str(tmp_path / "lr.png"), "-o", str(tmp_path / "sr.png"),
+                                  "--model", str(pair_ckpt), "--tile", "0"])
+    assert r.exit_code == 0, r.output
+    assert "trained on its own downscaler's LR" in r.output  # the note that a pair's upscaler wants its LR
+
+    pipe = pipeline_for(load_model(pair_ckpt))
+    hr = read_rgb(hr_path)
+    img = BenchmarkImage("x", torch.zeros(0), hr)
+    lr = pipe.low_res(img)
+    assert torch.equal(read_rgb(tmp_path / "lr.png"), lr)  # tiled on disk == untiled in memory, to the level
+    sr = pipe.upscale_lr(lr).clamp(0, 1).mul(255).round().div(255)
+    assert torch.equal(read_rgb(tmp_path / "sr.png"), sr)
+    # The learned LR is not bicubic (the test can fail), but still looks like the picture.
+    bicubic = quantize(imresize(hr.double(), 0.5)).float()
+    assert 0 < (lr - bicubic).abs().max()
+    assert (lr - bicubic).abs().mean() < 0.02
+
+
+def test_downscale_writes_the_jpeg_the_evaluation_codec_sends(tmp_path, pair_ckpt):
+    out = tmp_path / "lr.jpg"
+    r = CliRunner().invoke(main, ["downscale", str(HR / "img_004.png"), "-o", str(out), "--model", str(pair_ckpt),
+                                  "--jpeg-quality", "75"])
+    assert r.exit_code == 0, r.output
+    pipe = pipeline_for(load_model(pair_ckpt), codec=Jpeg(75))
+    lr = pipe.low_res(BenchmarkImage("x", torch.zeros(0), read_rgb(HR / "img_004.png")))
+    assert torch.equal(read_rgb(out), lr)
+    r = CliRunner().invoke(main, ["downscale", str(HR / "img_004.png"), "-o", str(tmp_path / "lr.png"),
+                                  "--model", str(pair_ckpt), "--jpeg-quality", "75"])
+    assert r.exit_code == 2 and "name it .jpg" in r.output
+
+
+def test_odd_sides_are_cropped_to_the_scale_and_said_so(tmp_path, pair_ckpt):
+    src = tmp_path / "odd.png"
+    Image.fromarray(np.asarray(Image.open(HR / "img_001.png"))[:45, :37]).save(src)
+    r = CliRunner().invoke(main, ["downscale", str(src), "-o", str(tmp_path / "lr.png"), "--model", str(pair_ckpt)])
+    assert r.exit_code == 0, r.output
+    assert "37x45 (cropped to 36x44, a multiple of x2)" in r.output
+    assert Image.open(tmp_path / "lr.png").size == (18, 22)
+
+
+def test_downscale_bad_inputs_are_one_line_and_the_rest_of_the_folder_runs(tmp_path, pair_ckpt):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(np.zeros((1, 5, 3), np.uint8)).save(src / "tiny.png")  # 1 px high: smaller than x2
+    (src / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    Image.open(HR / "img_001.png").crop((0, 0, 40, 40)).save(src / "good.jpg")
+    r = CliRunner().invoke(main, ["downscale", str(src), "-o", str(dst), "--model", str(pair_ckpt)])
+    assert r.exit_code == 2
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and any("smaller than the scale" in e for e in errors), r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in dst.iterdir()) == ["good.png"]  # named .png: the LR is an 8-bit PNG
+
+
+def test_downscale_refuses_an_upscaler_and_a_bicubic_downscaler_works(tmp_path):
+    r = CliRunner().invoke(main, ["downscale", str(HR / "img_001.png"), "-o", str(tmp_path / "a.png"), "--model",
+                                  "elsr"])
+    assert r.exit_code == 2 and "downscale needs a pair" in r.output
+    r = CliRunner().invoke(main, ["downscale", str(HR / "img_001.png"), "-o", str(tmp_path / "b.png"), "--model",
+                                  "bicubic"])
+    assert r.exit_code == 0, r.output
+    published = read_rgb(REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "LR" / "img_001.png")
+    # MATLAB rounds between its two passes (toolchain notes), so a few pixels differ by a level.
+    assert psnr(read_rgb(tmp_path / "b.png"), published, crop_border=0, test_y_channel=True) > 55
+
+
+def test_eval_learned_reports_the_lr_fidelity_and_bicubic_gets_a_note(tmp_path, pair_ckpt):
+    r = CliRunner().invoke(main, ["eval", "--model", str(pair_ckpt), "--pipeline", "learned", "--json",
+                                  str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    assert "LR PSNR" in r.output and "downscaler -> 8-bit" in r.output
+    learned = evaluate(pipeline_for(load_model(pair_ckpt)), load_benchmark("Set5", 2), with_ssim=False)
+    assert f"{learned.psnr:.2f}" in r.output.splitlines()[-2]
+    r = CliRunner().invoke(main, ["eval", "--model", str(pair_ckpt), "--pipeline", "bicubic"])
+    assert r.exit_code == 0 and "on the published bicubic LR instead" in r.output
+    r = CliRunner().invoke(main, ["eval", "--model", "elsr", "--pipeline", "learned"])
+    assert r.exit_code == 2 and "no downscaler of its own" in r.output
+    r = CliRunner().invoke(main, ["eval", "--model", str(pair_ckpt), "--jpeg-quality", "75"])
+    assert r.exit_code == 0 and "jpeg q75" in r.output
+
+
+def test_downscale_tiled_equals_one_pass():
+    torch.manual_seed(0)
+    tad = TAD(2)
+    torch.nn.init.normal_(tad.out.weight, std=0.05)
+    hr = read_rgb(HR / "img_005.png")[:, :120, :98]
+    full = downscale_tiled(tad, hr, 2)
+    tiled = downscale_tiled(tad, hr, 2, tile=16, overlap=8)
+    assert full.shape == (3, 60, 49) and (full - tiled).abs().max() < 1e-5
+    assert (full - downscale_tiled(tad, hr, 2, tile=16, overlap=0)).abs().max() > 1e-3  # seams without overlap
+
+
+def test_pair_only_training_options_are_refused_elsewhere(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--model", "elsr", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                                  "--lambda", "4"])
+    assert r.exit_code == 2 and "--lambda: not an option of elsr" in r.output and "for pairs" in r.output
+    r = CliRunner().invoke(main, ["train", "--model", "rescale", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                                  "--arch", "width=4"])
+    assert r.exit_code == 2 and "PART.KEY=INT" in r.output
+
+
+def test_a_short_pair_run_validates_the_learned_pipeline_and_resumes(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("img_001.png", "img_002.png"):
+        Image.open(HR / name).save(data / name)
+    out = tmp_path / "run"
+    args = ["train", "--model", "rescale", "--scale", "2", "--data", str(data), "--out", str(out), "--steps", "4",
+            "--batch", "2", "--patch", "32", "--val-every", "2", "--ckpt-every", "2", "--init-from", "elsr",
+            "--lambda", "2", "--arch", "downscaler.width=8", "--arch", "downscaler.blocks=1", "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(h["val_lr_psnr"] > 35 for h in summary["history"])  # a near-bicubic LR at the start
+    model = load_model(out)
+    assert model.role == "pair" and model.module.downscaler.width == 8
+    r = CliRunner().invoke(main, [*args[:-1], "--lambda", "3", "--resume", "--no-progress"])
+    assert r.exit_code == 2 and "lr_weight differs" in r.output
+
+
+def test_rescale_is_declared_a_pair():
+    assert MODELS["rescale"].role == "pair" and MODELS["tad"].role == "downscaler"
+    pipe = Pipeline(lambda t: t, 2, downscale=TAD(2))
+    assert pipe.makes_lr
