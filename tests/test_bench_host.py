@@ -22,7 +22,7 @@ from mobile_sr.core.files import sidecar_path
 from mobile_sr.core.weights import write_weights
 from mobile_sr.export import export
 from mobile_sr.models import Model, create_model
-from mobile_sr.models.deploy import profile
+from mobile_sr.models.deploy import deploy_module, profile
 from mobile_sr.models.fsrcnn import init_bicubic
 
 pytestmark = [pytest.mark.slow, pytest.mark.extras("onnx", "executorch", "tflite")]  # real exports in every runtime
@@ -100,7 +100,7 @@ def test_host_bench_every_runtime(exported, tmp_path):
 
 def test_checkpoint_macs_follow_the_input_size(exported):
     art = open_artifact(str(exported["pytorch"]), (20, 30))  # a checkpoint has no fixed size: it takes ours
-    per_px = profile(create_model("fsrcnn-s", 2, pretrained=False), 2).macs_per_output_pixel
+    per_px = profile(deploy_module(create_model("fsrcnn-s", 2, pretrained=False)), 2).macs_per_output_pixel
     assert art.format == "pytorch" and art.output_size == (40, 60)
     assert art.macs == pytest.approx(per_px * 40 * 60)
 

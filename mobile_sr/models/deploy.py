@@ -2,9 +2,10 @@
 
 Export, ``profile``, bench, search and evaluation all take the deployed module, so the graph that is
 exported, the MACs that are counted and the PSNR that is reported belong to one and the same module.
-Today deploy cuts the active OFA subnet out of a supernet (plain convolutions, no elastic op left) and
-deploys a pair part by part; it is where re-parameterised branches will be folded and QAT modules
-converted. Deploying a deployed model changes nothing.
+Today deploy cuts the active OFA subnet out of a supernet (plain convolutions, no elastic op left), deploys a
+pair part by part and rewrites every stride-s transposed convolution as a convolution plus PixelShuffle
+(``subpixel.py``: exact, and the fast path in every runtime); it is where re-parameterised branches will be
+folded and QAT modules converted. Deploying a deployed model changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from . import Model, Scale
 from .ofa import OFASR, Arch
 from .pair import SRPair
+from .subpixel import to_subpixel
 
 
 def deploy_module(module: nn.Module) -> nn.Module:
@@ -28,7 +30,7 @@ def deploy_module(module: nn.Module) -> nn.Module:
         module = copy.deepcopy(module)
         module.downscaler = deploy_module(module.downscaler)
         module.upscaler = deploy_module(module.upscaler)
-    return module.eval()
+    return to_subpixel(module).eval()  # a copy where a transposed convolution is rewritten
 
 
 def deploy_subnet(supernet: OFASR, arch: Arch) -> nn.Module:
@@ -57,7 +59,8 @@ class Profile:
 
 def profile(module: nn.Module, scale: Scale, size: int = 32) -> Profile:
     """Parameter count and multiply-accumulates per output pixel, counted from the real layers of a deployed
-    ``module`` (callers deploy first: the MACs counted are those of the graph that is exported)."""
+    ``module`` (callers deploy first: the MACs counted are those of the graph that is exported, so a transposed
+    convolution counts as its sub-pixel convolution, zero taps included)."""
     macs = 0
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
