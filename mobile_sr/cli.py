@@ -30,7 +30,7 @@ def main() -> None:
 # Which `train` options belong to which trainer: giving one to the other trainer is an error, never ignored.
 PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch")
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
-PAIR_ONLY = ("lr_weight", "unconstrained")
+PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
 
 
 @main.command()
@@ -69,6 +69,8 @@ PAIR_ONLY = ("lr_weight", "unconstrained")
               help="ofa-sr only: sampled subnets per step.")
 @click.option("--lambda", "lr_weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Pairs only: weight of the L2 between the learned LR and the MATLAB-bicubic LR.")
+@click.option("--jpeg", default=None, metavar="LO-HI[@P]",
+              help="Pairs only: JPEG-aware training, a differentiable JPEG of quality LO..HI for a share P of the images.")
 @click.option("--unconstrained", is_flag=True,
               help="Pairs only, an ablation: float LR, no 8-bit rounding, no LR term (not an honest LR).")
 @click.option("--no-progress", is_flag=True)
@@ -76,7 +78,7 @@ PAIR_ONLY = ("lr_weight", "unconstrained")
 def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
           patch: int, lr: float, tail_lr_scale: float, warmup: int | None, loss: str, init: str, init_from: str | None,
           arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
-          phase_steps: str, shrink_lr: float, subnets: int, lr_weight: float, unconstrained: bool,
+          phase_steps: str, shrink_lr: float, subnets: int, lr_weight: float, jpeg: str | None, unconstrained: bool,
           no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP).
 
@@ -122,7 +124,7 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     cfg = TrainConfig(model=model_name, scale=scale, data=list(data), out=out, steps=steps, batch=batch, patch=patch,
                       lr=lr, tail_lr_scale=tail_lr_scale, warmup=500 if warmup is None else warmup, loss=loss,
                       seed=seed, init=init, init_from=init_from, val_every=val_every, ckpt_every=ckpt_every,
-                      config=overrides, lr_weight=lr_weight, unconstrained=unconstrained)
+                      config=overrides, lr_weight=lr_weight, unconstrained=unconstrained, jpeg=jpeg)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
     except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept
@@ -557,30 +559,37 @@ def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial:
               help="Built-in model name, run folder or checkpoint (.pt/.safetensors).")
 @click.option("--scale", type=click.IntRange(min=1), default=None,
               help="Default: the checkpoint's scale, or 2 for a built-in name.")
-@click.option("--input-size", default="256x256", show_default=True,
-              help="Fixed LR input HxW: phones run SR on fixed tiles (XNNPACK/QNN need static shapes).")
+@click.option("--input-size", default=None,
+              help="Fixed input HxW: phones run SR on fixed tiles (XNNPACK/QNN need static shapes).  "
+                   "[default: 256x256; --part downscaler: 256*scale square, its HR input]")
+@click.option("--part", type=click.Choice(["upscaler", "downscaler"]), default="upscaler", show_default=True,
+              help="What to export: the phone's upscaler, or a pair's downscaler (for servers, or phones uploading).")
 @click.option("--calib", "calib_dir", type=click.Path(), default=None,
               help="Folder of calibration images for --int8 (default: the crops shipped in the package).")
 @click.option("-o", "--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--no-verify", is_flag=True, help="Do not run the artifacts in their runtimes.")
 @click.option("--verbose", is_flag=True, help="Also show what the converters and runtimes print.")
 def export_cmd(targets: tuple[str, ...], int8: bool, fp16: bool, int8_io: bool, model_spec: str, scale: int | None,
-               input_size: str, calib_dir: str | None, out_dir: str, no_verify: bool, verbose: bool) -> None:
+               input_size: str | None, part: str, calib_dir: str | None, out_dir: str, no_verify: bool,
+               verbose: bool) -> None:
     """Export a model for phones (TFLite, ExecuTorch, Core ML, ONNX), each checked in its real runtime."""
     from .core.quiet import native_quiet, set_verbose
     from .export import ExportError, export, parse_size, parse_targets
     from .export.report import table
 
+    model = _load(model_spec, scale)
+    if input_size is None:
+        side = 256 * int(model.scale) if part == "downscaler" else 256
+        input_size = f"{side}x{side}"
     try:
         names, size = parse_targets(targets), parse_size(input_size)
     except ExportError as exc:
         fail(str(exc))
-    model = _load(model_spec, scale)
     try:
         set_verbose(verbose)
         with native_quiet():  # converters' and runtimes' own notices: shown only with --verbose
             results = export(model, names, int8=int8 or int8_io, fp16=fp16, int8_io=int8_io,
-                             size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify)
+                             size=size, calib_dir=calib_dir, out_dir=out_dir, check=not no_verify, part=part)
     except ExportError as exc:
         fail(str(exc))
     except OSError as exc:  # a full disk mid-export: what was placed is whole, the rest was never renamed in

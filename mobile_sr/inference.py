@@ -86,13 +86,14 @@ def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.clamp(0, 1).mul(peak).round().to(dtype)
 
 
-def at_fixed_size(fn: Upscale, h: int, w: int, scale: int) -> Upscale:
-    """Run ``fn`` (which only takes ``h`` x ``w``) on a smaller tile: pad by edge replication, crop back."""
+def at_fixed_size(fn: Upscale, h: int, w: int, scale: float) -> Upscale:
+    """Run ``fn`` (which only takes ``h`` x ``w``) on a smaller tile: pad by edge replication, crop back.
+    ``scale`` is output over input size: 1/s for a downscaler (whose tiles are multiples of s)."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
         th, tw = x.shape[-2:]
         y = fn(F.pad(x, (0, w - tw, 0, h - th), mode="replicate") if (th, tw) != (h, w) else x)
-        return y[..., : th * scale, : tw * scale]
+        return y[..., : round(th * scale), : round(tw * scale)]
 
     return run
 

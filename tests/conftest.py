@@ -32,6 +32,7 @@ EXTRA_MODULES = {
     "executorch": ("executorch", "torchao"),
     "coreml": ("coremltools", "executorch"),
     "video": ("av",),
+    "train": ("kornia",),
     "bench": ("matplotlib",),
     "dev": ("tree_sitter",),
 }

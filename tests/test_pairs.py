@@ -217,3 +217,24 @@ def test_rescale_is_declared_a_pair():
     assert MODELS["rescale"].role == "pair" and MODELS["tad"].role == "downscaler"
     pipe = Pipeline(lambda t: t, 2, downscale=TAD(2))
     assert pipe.makes_lr
+
+
+@pytest.mark.extras("train")
+def test_jpeg_aware_training_sends_some_images_through_a_differentiable_jpeg_replayed_on_resume():
+    from mobile_sr.train.channel import JpegRange, channel
+
+    lr = imresize(read_rgb(HR / "img_001.png")[None, :, :96, :96].repeat(4, 1, 1, 1), 0.5).requires_grad_(True)
+    rng = JpegRange.parse("70-80@0.5")
+    a, b = channel(rng, 0, 7)(lr), channel(rng, 0, 7)(lr)
+    assert torch.equal(a, b)  # a pure function of (seed, step): a resumed run replays it
+    png = round_8bit(lr)
+    coded = [not torch.equal(channel(rng, 0, step)(lr)[i], png[i]) for step in range(8) for i in range(4)]
+    assert 0.2 < sum(coded) / len(coded) < 0.8  # at P = 0.5 some images are coded, the others sent as PNG
+    assert torch.equal(a * 255, (a * 255).round())  # the decoded JPEG is an 8-bit image again
+    full = channel(JpegRange.parse("75"), 0, 0)(lr)
+    assert 30 < psnr(full[0].detach(), png[0].detach(), crop_border=0) < 50  # a real JPEG's loss
+    full.sum().backward()
+    assert lr.grad.abs().sum() > 0  # the gradient flows through the codec
+    for bad in ("90-75", "0-50", "75-90@0", "high"):
+        with pytest.raises(ValueError, match="--jpeg"):
+            JpegRange.parse(bad)

@@ -94,9 +94,11 @@ def evaluate_dataset(pipeline: Pipeline, dataset: str, root: str | Path | None =
 
 def published_scores(pipeline: Pipeline, root: str | Path, datasets: tuple[str, ...] = ("Set5", "Set14"),
                      model: str = "") -> dict[str, dict[str, float]]:
-    """``{"Set5": {"psnr": .., "ssim": ..}, ...}``: the figures a shipped model's manifest records."""
+    """``{"Set5": {"psnr": .., "ssim": .., ["lr_psnr": ..]}, ...}``: the figures a shipped model's manifest records."""
     out = {}
     for dataset in datasets:
         res = evaluate_dataset(pipeline, dataset, root, model=model)
         out[dataset] = {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4)}
+        if res.lr_psnr is not None:  # a pipeline that makes its own LR: how far that LR is from the picture
+            out[dataset]["lr_psnr"] = round(res.lr_psnr, 2)
     return out

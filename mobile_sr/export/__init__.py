@@ -31,7 +31,7 @@ from .calib import MAX_SIDE as CALIB_MAX_SIDE
 from .calib import CalibSet, load_calib
 from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
 from .dfq import prepare
-from .verify import MIN_SIDE, Reference, Verification, verify_artifact
+from .verify import MIN_SIDE, DownReference, Reference, Verification, verify_artifact, verify_downscaler
 
 __all__ = ["FORMATS", "DEFAULT_SIZE", "ExportError", "Result", "export", "parse_size", "parse_targets"]
 
@@ -105,15 +105,40 @@ def precision_for(fmt: Format, int8: bool, fp16: bool, int8_io: bool) -> str:
     return wanted
 
 
-def artifact_name(model_name: str, scale: int, size: tuple[int, int], precision: str, suffix: str) -> str:
-    return f"{model_name}_x{scale}_{size[0]}x{size[1]}_{precision}{suffix}"
+def artifact_name(model_name: str, scale: int, size: tuple[int, int], precision: str, suffix: str,
+                  part: str = "upscaler") -> str:
+    tag = "-downscaler" if part == "downscaler" else ""
+    return f"{model_name}{tag}_x{scale}_{size[0]}x{size[1]}_{precision}{suffix}"
+
+
+def check_part(model: Model, part: str, size: tuple[int, int], plan: list[tuple[Format, str]]) -> None:
+    """What may be exported: the phone's upscaler of any model, or a pair's downscaler in float at an HR size
+    that divides by the scale."""
+    if part == "upscaler":
+        if model.role == "downscaler":
+            raise ExportError(f"{model.name} is a downscaler: it runs on the server, and export is for the phone's "
+                              "upscaler (export a pair to get its upscaler)")
+        return
+    if model.role != "pair":
+        raise ExportError(f"--part downscaler: {model.name} is an {model.role}; only a pair (e.g. rescale) has a "
+                          "learned downscaler to export")
+    if any(p in ("int8", "int8io") for _, p in plan):
+        raise ExportError("--part downscaler exports in float (fp32/fp16): an int8 downscaler would lose the fine "
+                          "detail its LR carries for the upscaler")
+    if size[0] % int(model.scale) or size[1] % int(model.scale):
+        raise ExportError(f"--input-size {size[0]}x{size[1]}: a x{model.scale:g} downscaler's HR input must "
+                          f"divide by {model.scale:g}")
 
 
 def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool = False,
            int8_io: bool = False, size: tuple[int, int] = DEFAULT_SIZE, calib_dir: str | Path | None = None,
            out_dir: str | Path = "exports", check: bool = True,
-           on_result: Callable[[Result], None] | None = None) -> list[Result]:
+           on_result: Callable[[Result], None] | None = None, part: str = "upscaler") -> list[Result]:
     """Export the deployed ``model`` to every target. All input problems raise ExportError before any work starts.
+
+    ``part="downscaler"`` exports a pair's downscaler instead (``size`` is then its HR input): for servers
+    (ONNX) and for phones that downscale before uploading (TFLite). It is verified end to end: its 8-bit LR,
+    restored by the pair's PyTorch upscaler, must score what the PyTorch downscaler's LR scores.
 
     ``check=False`` (``--no-verify``) still opens each artifact in its runtime to describe its I/O in
     the sidecar, but runs nothing.
@@ -123,9 +148,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
         require(fmt.extra, *fmt.modules)
         if fmt.int8_extra and precision in ("int8", "int8io"):
             require(f"{fmt.extra},{fmt.int8_extra}", *FORMATS[fmt.int8_extra].modules)
-    if model.role == "downscaler":
-        raise ExportError(f"{model.name} is a downscaler: it runs on the server, and export is for the phone's "
-                          "upscaler (export a pair to get its upscaler)")
+    check_part(model, part, size, plan)
     if check:
         try:
             load_benchmark("Set5", model.scale)
@@ -136,7 +159,8 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     calib: CalibSet | None = load_calib(calib_dir) if needs_calib or calib_dir is not None else None
 
     model = deploy(model)
-    net = model.upscaler  # a pair's phone side; the graph, MACs and figures are those of the deployed module
+    # A pair's phone side (or its server side); the graph, MACs and figures are those of the deployed module.
+    net = model.downscaler if part == "downscaler" else model.upscaler
     wrapper = ExportWrapper(net).eval()
     h, w = size
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
@@ -145,7 +169,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
     int8_wrapper = ExportWrapper(prepare(net, batch)).eval() if batch is not None else None
     threads = torch.get_num_threads()
-    ref: Reference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
+    ref: Reference | DownReference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
     try:  # before minutes of conversion, not after
         out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +179,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
 
     results = []
     for fmt, precision in plan:
-        name = artifact_name(model.name, model.scale, size, precision, fmt.suffix)
+        name = artifact_name(model.name, model.scale, size, precision, fmt.suffix, part)
         with staging(out, name) as tmp:
             staged = tmp / name
             t0 = time.perf_counter()
@@ -166,14 +190,19 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
             loaded = fmt.load(staged, threads)
             ops = loaded.ops or ops  # the runtime's own report wins over the export-time one
             if check and ref is None and loaded.run is not None:  # a pair's upscaler is scored on its own LR
-                ref = Reference.of(wrapper, model.scale, h, w, model.downscaler)
-            checked = (verify_artifact(loaded, precision, ref, model.scale) if check
-                       else Verification("skipped", loaded.runtime))
+                ref = (DownReference.of(wrapper, model.upscaler, model.scale, h, w) if part == "downscaler"
+                       else Reference.of(wrapper, model.scale, h, w, model.downscaler))
+            if not check:
+                checked = Verification("skipped", loaded.runtime)
+            elif part == "downscaler":
+                checked = verify_downscaler(loaded, precision, ref)  # type: ignore[arg-type]
+            else:
+                checked = verify_artifact(loaded, precision, ref, model.scale)  # type: ignore[arg-type]
             doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model,
                            loaded=loaded, seconds=seconds, tools=versions("torch", "mobile-sr", *fmt.tools),
                            min_runtime=coreml.TARGETS[precision] if fmt.name == "coreml" else None,
                            calib=calib if quantized else None, size=size,
-                           verification=checked, ops=ops)
+                           verification=checked, ops=ops, part=part)
             sc.write(doc, sidecar_path(staged))
             place(staged, out / name)
             place(sidecar_path(staged), sidecar_path(out / name))  # the sidecar last: it vouches for the file

@@ -24,6 +24,12 @@ def table(results: list[Result]) -> str:
     fp32 = next((r.verification.set5_fp32_psnr_db for r in results if r.verification.set5_fp32_psnr_db), None)
     if fp32 is not None:
         lines.append(f"Set5 PSNR of the fp32 PyTorch model, tiled the same way: {fp32:.2f} dB")
+    source = next((r.verification.lr_source for r in results if r.verification.lr_source), None)
+    if source and source != "published bicubic LR":
+        lines.append(f"Set5 LR: {source}")
+    lr_db = next((r.verification.lr_psnr_db for r in results if r.verification.lr_psnr_db is not None), None)
+    if lr_db is not None:
+        lines.append(f"the artifact's 8-bit LR is {lr_db:.2f} dB (Y) from the MATLAB-bicubic LR")
     for r in results:
         if r.ops and r.ops.outside:
             lines.append(f"{r.path.name}: outside the delegate: {', '.join(r.ops.outside)}")

@@ -22,16 +22,20 @@ SCHEMA_VERSION = 1
 
 def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loaded,
           seconds: float, tools: dict[str, str], min_runtime: str | None, calib: CalibSet | None,
-          size: tuple[int, int], verification: Verification, ops: OpsReport | None) -> dict[str, Any]:
-    """The sidecar document of one artifact (plain JSON types only)."""
+          size: tuple[int, int], verification: Verification, ops: OpsReport | None,
+          part: str = "upscaler") -> dict[str, Any]:
+    """The sidecar document of one artifact (plain JSON types only); ``part`` is the half of a pair it holds."""
     size_bytes, digest = measure(artifact)
+    net = model.downscaler if part == "downscaler" else model.upscaler
+    other = model.upscaler if part == "downscaler" else model.downscaler
     return {
         "schema_version": SCHEMA_VERSION,
         "artifact": {"file": artifact.name, "format": fmt, "precision": precision, "bytes": size_bytes,
                      "sha256": digest},
-        "model": {"name": model.name, "arch": type(model.upscaler).__name__, "config": model.upscaler.config(),
-                  "scale": model.scale, "source": model.source, "clamp_output": True, "role": "upscaler",
-                  "partner": _partner(model.downscaler) if model.role == "pair" else None},
+        "model": {"name": model.name, "arch": type(net).__name__, "config": net.config(),
+                  "scale": model.scale, "source": model.source, "clamp_output": True, "role": part,
+                  "partner": _partner(other, "upscaler" if part == "downscaler" else "downscaler")
+                  if model.role == "pair" else None},
         "inputs": [_tensor(t) for t in loaded.inputs],
         "outputs": [_tensor(t) for t in loaded.outputs],
         "export": {"seconds": round(seconds, 3), "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -58,13 +62,14 @@ def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loa
             "warnings": verification.warnings,
             "set5_bicubic_psnr_db": _round(verification.set5_bicubic_psnr_db),
             "lr_source": verification.lr_source,
+            **({"lr_psnr_db": _round(verification.lr_psnr_db)} if verification.lr_psnr_db is not None else {}),
         },
     }
 
 
-def _partner(module: Any) -> dict[str, Any]:
-    """The other half of a pair: what must run on the server for this artifact's figures to hold."""
-    return {"role": "downscaler", "arch": type(module).__name__, "config": module.config()}
+def _partner(module: Any, role: str) -> dict[str, Any]:
+    """The other half of a pair: what must run on the other side for this artifact's figures to hold."""
+    return {"role": role, "arch": type(module).__name__, "config": module.config()}
 
 
 def _tensor(t: TensorInfo) -> dict[str, Any]:

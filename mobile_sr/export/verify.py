@@ -24,7 +24,7 @@ from torch import nn
 from ..data.datasets import load_benchmark
 from ..evaluation import Pipeline, bicubic_pipeline, evaluate
 from ..evaluation.pipeline import Downscale
-from ..inference import OVERLAP, Upscale
+from ..inference import OVERLAP, Upscale, at_fixed_size, downscale_tiled, fixed_tile
 from .common import Loaded
 
 PARITY_MIN_DB = {"fp32": 50.0, "fp16": 40.0}
@@ -88,6 +88,7 @@ class Verification:
     set5_bicubic_psnr_db: float | None = None
     warnings: list[str] = field(default_factory=list)  # passed, but the user must know (below bicubic)
     lr_source: str | None = None  # what the Set5 figures were computed on (see Reference.lr_source)
+    lr_psnr_db: float | None = None  # a downscaler artifact: its 8-bit LR against the MATLAB-bicubic LR (Y)
 
     @property
     def verified(self) -> bool:
@@ -123,3 +124,56 @@ def verify_artifact(loaded: Loaded, precision: str, ref: Reference | None, scale
                         f"({ref.set5_bicubic:.2f} dB): it makes images worse; train it longer")
     return Verification(status, loaded.runtime, parity, set5, ref.set5_fp32, problems, ref.set5_bicubic, warnings,
                         ref.lr_source)
+
+
+def fixed_size_downscale(fn: Downscale, h: int, w: int, scale: int) -> Downscale:
+    """A downscaler that only takes ``h`` x ``w`` HR inputs (an artifact) run over any HR image (1, 3, H, W):
+    tiled as :func:`~mobile_sr.inference.downscale_tiled` tiles, each tile edge-padded to the fixed size."""
+    one = at_fixed_size(fn, h, w, 1 / scale)  # type: ignore[arg-type]
+    tile = fixed_tile(h // scale, w // scale)
+    return lambda hr: downscale_tiled(one, hr[0], scale, tile=tile)[None]
+
+
+@dataclass
+class DownReference:
+    """For a pair's downscaler artifact: PyTorch's LRs of Set5 (tiled at the export size) and the end-to-end
+    figures with the pair's PyTorch upscaler, computed once per export run."""
+
+    size: tuple[int, int]  # the export's HR input (h, w)
+    scale: int
+    upscale: Upscale  # the partner upscaler (PyTorch) the end-to-end figure runs
+    lrs: list[torch.Tensor]
+    set5_fp32: float
+    set5_bicubic: float
+
+    @classmethod
+    def of(cls, wrapper: nn.Module, upscale: Upscale, scale: int, h: int, w: int) -> DownReference:
+        images = load_benchmark("Set5", scale)
+        down = fixed_size_downscale(wrapper, h, w, scale)
+        with torch.no_grad():
+            lrs = [down(img.hr[None])[0] for img in images]
+        res = evaluate(Pipeline(upscale, scale, downscale=down), images, with_ssim=False)
+        bicubic = evaluate(bicubic_pipeline(scale), images, with_ssim=False).psnr
+        return cls((h, w), scale, upscale, lrs, res.psnr, bicubic)
+
+
+def verify_downscaler(loaded: Loaded, precision: str, ref: DownReference | None) -> Verification:
+    """A downscaler artifact: parity of its LR with PyTorch's (before rounding), then the end-to-end Set5 PSNR
+    of its 8-bit LR restored by the partner upscaler, which must match the PyTorch downscaler's."""
+    problems = list(loaded.problems)
+    if loaded.run is None:
+        return Verification("failed" if problems else "spec-only", loaded.runtime, problems=problems)
+    run = loaded.run
+    assert ref is not None, "a runnable artifact needs the PyTorch reference"
+    down = fixed_size_downscale(lambda t: torch.from_numpy(run(t.numpy())), *ref.size, ref.scale)
+    images = load_benchmark("Set5", ref.scale)
+    with torch.no_grad():
+        lrs = [down(img.hr[None])[0] for img in images]
+    parity = float_psnr(torch.cat([i.flatten() for i in lrs]).numpy(),
+                        torch.cat([i.flatten() for i in ref.lrs]).numpy())
+    if precision in PARITY_MIN_DB and parity < PARITY_MIN_DB[precision]:
+        problems.append(f"parity {parity:.1f} dB < {PARITY_MIN_DB[precision]:.0f} dB for {precision}")
+    res = evaluate(Pipeline(ref.upscale, ref.scale, downscale=down), images, with_ssim=False)
+    return Verification("failed" if problems else "passed", loaded.runtime, parity, res.psnr, ref.set5_fp32, problems,
+                        ref.set5_bicubic, [], "this artifact's LR, rounded to 8 bits, restored by the partner upscaler",
+                        res.lr_psnr)

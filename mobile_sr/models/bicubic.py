@@ -55,6 +55,10 @@ def _symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
     """``pad`` values mirrored onto each end of ``dim``, the edge value repeated (MATLAB's ``symmetric``), also
     for a side shorter than ``pad`` (a 1-pixel tile), where the mirror image repeats as MATLAB's index map does."""
     n = x.shape[dim]
+    if n >= pad:  # slices + concat, not a gather: TFLite's XNNPACK delegate runs all but two of the concats
+        left = [x.narrow(dim, i, 1) for i in reversed(range(pad))]
+        right = [x.narrow(dim, n - 1 - i, 1) for i in range(pad)]
+        return torch.cat([*left, x, *right], dim=dim)
     idx = torch.remainder(torch.arange(-pad, n + pad, device=x.device), 2 * n)
     return x.index_select(dim, torch.where(idx >= n, 2 * n - 1 - idx, idx))
 

@@ -4,11 +4,17 @@ At run time the LR is clamped to [0, 1], rounded to 8 bits and written as a PNG 
 pipeline does exactly that. Training must see the same thing, or the downscaler learns to hide detail in
 fractions of a level that no PNG keeps (the OFA seed's float bottleneck). Rounding has no gradient, so the
 forward pass rounds and the backward pass treats the rounding as the identity (a straight-through estimator).
+
+JPEG-aware training (AIDN+, SAIN) puts a JPEG between the two: kornia's differentiable JPEG (4:2:0, the
+standard tables scaled by quality), at a quality drawn per image. A downscaler trained on PNG alone hides
+detail in ±1-level patterns that JPEG removes first.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -21,6 +27,53 @@ def round_8bit(lr: torch.Tensor) -> torch.Tensor:
     return clamped + (clamped.mul(255).round().div(255) - clamped).detach()
 
 
-def honest_channel() -> Channel:
-    """What a saved 8-bit PNG does to the LR."""
-    return round_8bit
+@dataclass(frozen=True)
+class JpegRange:
+    """``--jpeg LO-HI[@P]``: with probability P (default 1) an image of the batch goes through a JPEG of a quality
+    drawn uniformly from [LO, HI]; the others are sent as 8-bit PNG."""
+
+    lo: int
+    hi: int
+    prob: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> JpegRange:
+        spec, _, prob = text.partition("@")
+        lo, sep, hi = spec.partition("-")
+        try:
+            rng = cls(int(lo), int(hi) if sep else int(lo), float(prob) if prob else 1.0)
+        except ValueError:
+            raise ValueError(f"--jpeg {text!r}: expected LO-HI[@P], e.g. 75-90 or 75-90@0.5") from None
+        if not 1 <= rng.lo <= rng.hi <= 100 or not 0 < rng.prob <= 1:
+            raise ValueError(f"--jpeg {text!r}: qualities must be 1 <= LO <= HI <= 100 and 0 < P <= 1")
+        if importlib.util.find_spec("kornia") is None:
+            raise ValueError("--jpeg needs kornia's differentiable JPEG: pip install 'mobile-sr[train]'")
+        return rng
+
+    def __str__(self) -> str:
+        return f"{self.lo}-{self.hi}" + (f"@{self.prob:g}" if self.prob < 1 else "")
+
+
+def channel(jpeg: JpegRange | None, seed: int, step: int) -> Channel:
+    """What a saved LR goes through at ``step``: 8-bit rounding, then for some images a JPEG. The qualities are a
+    pure function of (seed, step), so a resumed run replays them."""
+    if jpeg is None:
+        return round_8bit
+
+    def send(lr: torch.Tensor) -> torch.Tensor:
+        from kornia.enhance import jpeg_codec_differentiable
+
+        g = torch.Generator().manual_seed(hash(("jpeg", seed, step)) & 0x7FFFFFFFFFFF)
+        n = lr.shape[0]
+        quality = torch.randint(jpeg.lo, jpeg.hi + 1, (n,), generator=g).float()
+        use = torch.rand(n, generator=g) < jpeg.prob
+        png = round_8bit(lr)
+        if not use.any():
+            return png
+        # The codec's output is again an 8-bit image on the phone: round it too (straight through).
+        coded = round_8bit(jpeg_codec_differentiable(png[use], quality[use].to(lr.device)))
+        out = png.clone()
+        out[use] = coded
+        return out
+
+    return send

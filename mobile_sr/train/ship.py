@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
-from ..evaluation import pipeline_for, published_scores
-from ..models import WEIGHTS_DIR, load_model, load_torch_file
+from ..evaluation import Jpeg, pipeline_for, published_scores
+from ..models import WEIGHTS_DIR, Model, ModelError, load_model, load_torch_file
 from .trainer import TrainConfig
 
 
@@ -28,12 +28,18 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
         flags += ["--data", d]
     flags += ["--out", rel(cfg["out"])]
     for key in ("steps", "batch", "patch", "lr", "tail_lr_scale", "warmup", "loss", "init", "init_from", "seed",
-                "val_every", "ckpt_every"):
-        if cfg.get(key) != defaults[key]:
+                "val_every", "ckpt_every", "lr_weight", "jpeg"):
+        if cfg.get(key, defaults[key]) != defaults[key]:
             value = rel(cfg[key]) if key == "init_from" else str(cfg[key])
-            flags += ["--" + key.replace("_", "-"), value]
+            flags += ["--lambda" if key == "lr_weight" else "--" + key.replace("_", "-"), value]
+    if cfg.get("unconstrained"):
+        flags.append("--unconstrained")
     for key, value in cfg.get("config", {}).items():
-        flags += ["--arch", f"{key}={value}"]
+        if isinstance(value, dict):  # a pair: --arch PART.KEY=INT
+            for k, v in value.get("config", {}).items():
+                flags += ["--arch", f"{key}.{k}={v}"]
+        else:
+            flags += ["--arch", f"{key}={value}"]
     line = "mobile-sr train " + shlex.join(flags)
     return line + (f"   # stopped at step {stopped_at}" if stopped_at is not None else "")
 
@@ -49,6 +55,32 @@ def _stages(cfg: dict, step: int) -> list[str]:
         stages.insert(0, train_command(prev, stopped))
         src = prev.get("init_from")
     return stages
+
+
+def pair_figures(model: Model, data_root: Path, cfg: dict) -> dict:
+    """What a pair's manifest adds: how it was trained, the JPEG figures, and the baselines the README compares
+    it with (its own upscaler on the published bicubic LR; the same upscaler trained on bicubic LR, shipped)."""
+    up = model.module.parts["upscaler"]
+    base_name = up["model"]
+    out: dict = {
+        "training": {"pipeline": "HR -> downscaler -> clamp + 8-bit rounding (straight-through) "
+                                 + (f"-> differentiable JPEG q{cfg['jpeg']} " if cfg.get("jpeg") else "")
+                                 + "-> upscaler; L1 to HR + lambda * L2 to the MATLAB-bicubic LR"
+                                 if not cfg.get("unconstrained") else "unconstrained ablation: float LR, no LR term",
+                     "lambda": cfg.get("lr_weight"), "jpeg": cfg.get("jpeg")},
+        "eval_jpeg": {f"q{q}": published_scores(pipeline_for(model, codec=Jpeg(q)), data_root) for q in (75, 90)},
+        "upscaler_on_bicubic_lr": published_scores(replace(pipeline_for(model), downscale=None), data_root),
+    }
+    try:  # the same upscaler, trained on bicubic LR and shipped: what the learned downscaler adds
+        base = load_model(base_name, model.scale)
+    except ModelError:
+        return out
+    if base.config == model.module.upscaler.config():
+        out["baseline"] = {"model": base_name,
+                           "eval": published_scores(pipeline_for(base), data_root),
+                           "eval_jpeg": {f"q{q}": published_scores(pipeline_for(base, codec=Jpeg(q)), data_root)
+                                         for q in (75, 90)}}
+    return out
 
 
 def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path:
@@ -70,6 +102,7 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
         "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly",
         "hardware": hardware(1),
         "eval": scores, "protocol": PROTOCOL,
+        **(pair_figures(model, data_root, cfg) if model.role == "pair" else {}),
         "validation_history": summary.get("history", []),
     }
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)

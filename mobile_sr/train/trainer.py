@@ -32,7 +32,7 @@ from ..evaluation import Pipeline, evaluate
 from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
 from ..models.fsrcnn import FSRCNN, init_bicubic
 from ..models.pair import SRPair
-from .channel import honest_channel
+from .channel import JpegRange, channel
 from .schedule import warmup_cosine
 
 CHECKPOINT = "last.pt"
@@ -123,6 +123,7 @@ class TrainConfig:
     # Pairs only (a downscaler trained with its upscaler, see train/channel.py):
     lr_weight: float = 1.0  # λ of λ·L2(learned LR, MATLAB-bicubic LR): how close the LR stays to the picture
     unconstrained: bool = False  # the OFA seed's setting, as an ablation: float LR, no rounding, no LR term
+    jpeg: str | None = None  # "LO-HI[@P]": JPEG-aware training through a differentiable JPEG (train/channel.py)
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -135,6 +136,10 @@ class TrainConfig:
             raise ValueError("steps and batch must be >= 1")
         if not self.lr_weight >= 0:
             raise ValueError(f"the LR weight (lambda) must be >= 0, got {self.lr_weight}")
+        if self.jpeg is not None:
+            JpegRange.parse(self.jpeg)
+            if self.unconstrained:
+                raise ValueError("--jpeg and --unconstrained exclude each other: a JPEG is an 8-bit image")
 
     @property
     def pair(self) -> bool:
@@ -152,13 +157,16 @@ def _loss(cfg: TrainConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((sr - hr) ** 2 + 1e-6).mean()
 
 
-def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor) -> torch.Tensor:
+def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int = 0
+              ) -> torch.Tensor:
     """The loss of one batch. An upscaler restores the bicubic LR. A pair downscales the HR itself, rounds its
-    LR to 8 bits as a PNG would (straight-through gradient), restores it, and pays λ·L2 for straying from the
-    MATLAB-bicubic LR ``lr_img`` (on the LR before clamping, so an out-of-range value is pulled back)."""
+    LR to 8 bits as a PNG would (straight-through gradient; with ``jpeg``, a differentiable JPEG for some
+    images), restores it, and pays λ·L2 for straying from the MATLAB-bicubic LR ``lr_img`` (on the LR before
+    clamping, so an out-of-range value is pulled back)."""
     if not cfg.pair:
         return _loss(cfg, net(lr_img), hr_img)
-    lr, sr = net(hr_img, channel=None if cfg.unconstrained else honest_channel())
+    jpeg = JpegRange.parse(cfg.jpeg) if cfg.jpeg else None
+    lr, sr = net(hr_img, channel=None if cfg.unconstrained else channel(jpeg, cfg.seed, step))
     loss = _loss(cfg, sr, hr_img)
     if not cfg.unconstrained and cfg.lr_weight:
         loss = loss + cfg.lr_weight * (lr - lr_img).pow(2).mean()
@@ -260,7 +268,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if resume:
         ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
-        for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained"):
+        for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained", "jpeg"):
             if saved.get(key, asdict(cfg)[key]) != asdict(cfg)[key]:
                 raise ValueError(f"--resume: {key} differs from the checkpoint ({saved.get(key)!r} vs {asdict(cfg)[key]!r})")
         model.load_state_dict(ckpt["model"])
@@ -296,7 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             g["lr"] = lr * g["lr_scale"]
         lr_img, hr_img = data.batch(cfg.seed, step, range(rank, cfg.batch, world))
         net.train()
-        loss = step_loss(cfg, net, lr_img, hr_img)
+        loss = step_loss(cfg, net, lr_img, hr_img, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
