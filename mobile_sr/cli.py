@@ -168,25 +168,29 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
 
 @main.command("models")
 def models_cmd() -> None:
-    """List built-in models: role, scales with shipped weights, size, cost and Set5/Set14 PSNR."""
+    """List built-in models: role, scales with shipped weights, size, cost and Set5/Set14 PSNR (a pair: its
+    upscaler's size and cost, the learned pipeline's PSNR, and how far its LR is from the bicubic one)."""
     from .models import MODELS, create_model
     from .models.deploy import deploy_module, profile
 
     click.echo(f"{'model':<10} {'role':<10} {'scale':>5} {'params':>8} {'MACs/px':>8} {'Set5':>13} {'Set14':>13}  "
                "description")
     for name, spec in MODELS.items():
-        if spec.role != "upscaler":  # no fixed cost or figures of their own: listed by what they are
+        shipped = spec.shipped_scales()
+        if spec.role == "downscaler" or (spec.role == "pair" and not shipped):  # no cost or figures of their own
             click.echo(f"{name:<10} {spec.role:<10} {'-':>5} {'-':>8} {'-':>8} {'-':>13} {'-':>13}  {spec.description}")
             continue
-        shipped = spec.shipped_scales()
         for scale in shipped or [2]:  # shipped models are profiled in their shipped config (OFA subnets differ)
-            prof = profile(deploy_module(create_model(name, scale, pretrained=bool(shipped))), scale)
+            # A pair's cost is its upscaler's, what the phone runs; its figures are the learned pipeline's.
+            prof = profile(deploy_module(create_model(name, scale, pretrained=bool(shipped))), scale) \
+                if spec.role == "upscaler" else profile(deploy_module(create_model(name, scale).upscaler), scale)
             figs = (spec.manifest(scale) or {}).get("eval", {})
             figs = figs.get(f"x{scale}", figs)  # the supernet records its largest subnet per scale
             s5 = f"{figs['Set5']['psnr']:.2f}/{figs['Set5']['ssim']:.4f}" if "Set5" in figs else "untrained"
             s14 = f"{figs['Set14']['psnr']:.2f}/{figs['Set14']['ssim']:.4f}" if "Set14" in figs else "-"
+            lr = f"; LR {figs['Set14']['lr_psnr']:.1f} dB from bicubic" if "lr_psnr" in figs.get("Set14", {}) else ""
             click.echo(f"{name:<10} {spec.role:<10} {'x' + str(scale):>5} {prof.params:>8,} "
-                       f"{prof.macs_per_output_pixel:>8,.0f} {s5:>13} {s14:>13}  {spec.description}")
+                       f"{prof.macs_per_output_pixel:>8,.0f} {s5:>13} {s14:>13}  {spec.description}{lr}")
 
 
 def _load(model: str, scale: int | None):
