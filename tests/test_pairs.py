@@ -20,6 +20,7 @@ from mobile_sr.inference import downscale_tiled
 from mobile_sr.metrics import psnr
 from mobile_sr.models import MODELS, create_model, load_model
 from mobile_sr.models.bicubic import BicubicConv
+from mobile_sr.models.car import CAR
 from mobile_sr.models.tad import TAD
 from mobile_sr.train.channel import round_8bit
 from mobile_sr.train.trainer import TrainConfig, step_loss
@@ -53,6 +54,16 @@ def test_bicubic_conv_is_matlab_imresize(scale, cells):
     image of one LR pixel, narrower than the padding."""
     x = torch.rand(2, 3, cells[0] * scale, cells[1] * scale, dtype=torch.float64)
     assert (BicubicConv(scale)(x) - imresize(x, 1 / scale)).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_car_resampler_starts_as_bicubic_and_its_kernels_always_sum_to_one(scale):
+    hr = read_rgb(HR.parent.parent / f"x{scale}" / "HR" / "img_002.png")[None, :, : 16 * scale, : 12 * scale]
+    car = CAR(scale)
+    assert (car(hr) - imresize(hr.double(), 1 / scale).float()).abs().max() < 1e-5
+    torch.nn.init.normal_(car.kernels.weight, std=0.05)
+    assert (car.kernel(hr).sum(dim=1) - 1).abs().max() < 1e-5
+    assert (car(hr) - imresize(hr.double(), 1 / scale).float()).abs().max() > 1e-3  # the kernels do adapt
 
 
 def test_an_untrained_tad_is_bicubic_downscaling_and_refuses_fractional_factors():

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..core.text import first_line
 from .bicubic import BicubicDown
+from .car import CAR
 from .elsr import ELSR
 from .fsrcnn import FSRCNN
 from .ofa import OFASR, SCALES, WIDTH, OFASubnet, largest
@@ -99,6 +100,8 @@ MODELS: dict[str, ModelInfo] = {
     # Learned downscalers ship only inside the pair they were trained with (their weights are the pair's).
     "tad": ModelInfo("tad", "downscaler", TAD, "task-aware downscaler: bicubic + a learned residual (Kim et al. 2018)",
                      {"width": 32, "blocks": 2}),
+    "car": ModelInfo("car", "downscaler", CAR, "content-adaptive resampler: per-pixel kernels (CAR, Sun & Chen 2020)",
+                     {"width": 32, "depth": 4}),
     # A downscaler + an upscaler in one module and one manifest; `config` names both parts.
     "pair": ModelInfo("pair", "pair", _pair, "a downscaler and an upscaler trained and shipped together",
                       weights="none"),
@@ -106,6 +109,9 @@ MODELS: dict[str, ModelInfo] = {
     "rescale": ModelInfo("rescale", "pair", _pair, "TAD downscaler + ELSR-16 upscaler, trained jointly (8-bit LR)",
                          {"downscaler": {"model": "tad", "config": {"width": 32, "blocks": 2}},
                           "upscaler": {"model": "elsr", "config": {"width": 16}}}),
+    "rescale-car": ModelInfo("rescale-car", "pair", _pair, "CAR resampler + ELSR-16 upscaler, trained jointly (8-bit LR)",
+                             {"downscaler": {"model": "car", "config": {"width": 32, "depth": 4}},
+                              "upscaler": {"model": "elsr", "config": {"width": 16}}}),
 }
 SUPERNET = "ofa-sr"
 

@@ -47,11 +47,11 @@ class BicubicConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.scale
-        x = F.conv2d(_symmetric(x, self.pad, -2), self.kh.to(x.dtype), stride=(s, 1), groups=3)
-        return F.conv2d(_symmetric(x, self.pad, -1), self.kw.to(x.dtype), stride=(1, s), groups=3)
+        x = F.conv2d(symmetric_pad(x, self.pad, -2), self.kh.to(x.dtype), stride=(s, 1), groups=3)
+        return F.conv2d(symmetric_pad(x, self.pad, -1), self.kw.to(x.dtype), stride=(1, s), groups=3)
 
 
-def _symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+def symmetric_pad(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
     """``pad`` values mirrored onto each end of ``dim``, the edge value repeated (MATLAB's ``symmetric``), also
     for a side shorter than ``pad`` (a 1-pixel tile), where the mirror image repeats as MATLAB's index map does."""
     n = x.shape[dim]
