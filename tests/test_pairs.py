@@ -249,3 +249,39 @@ def test_jpeg_aware_training_sends_some_images_through_a_differentiable_jpeg_rep
     for bad in ("90-75", "0-50", "75-90@0", "high"):
         with pytest.raises(ValueError, match="--jpeg"):
             JpegRange.parse(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.extras("train")
+def test_a_jpeg_aware_pair_under_torchrun_trains_what_one_process_trains(tmp_path):
+    """gloo DDP, 2 ranks, the global batch split between them: each image draws its JPEG quality from its index
+    in the global batch, so both runs see the same codec and end with the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("img_001.png", "img_002.png", "img_003.png"):
+        Image.open(HR / name).save(data / name)
+
+    def args(out: Path) -> list[str]:
+        return ["train", "--model", "rescale", "--scale", "2", "--data", str(data), "--out", str(out), "--steps", "4",
+                "--batch", "4", "--patch", "32", "--val-every", "0", "--init-from", "elsr", "--jpeg", "70-90@0.5",
+                "--arch", "downscaler.width=8", "--arch", "downscaler.blocks=1", "--no-progress"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "mobile_sr", *args(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "mobile_sr", *args(tmp_path / "two")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert two.returncode == 0, two.stdout + two.stderr
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), (k, (a[k] - b[k]).abs().max())
+    assert not torch.equal(a["downscaler.out.weight"], torch.zeros_like(a["downscaler.out.weight"]))  # it trained

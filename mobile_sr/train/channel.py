@@ -13,12 +13,13 @@ detail in ±1-level patterns that JPEG removes first.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 Channel = Callable[[torch.Tensor], torch.Tensor]
+JPEG_STREAM = 0x4A504547  # "JPEG": keeps these draws apart from the patch sampler's (seed, step, index)
 
 
 def round_8bit(lr: torch.Tensor) -> torch.Tensor:
@@ -54,19 +55,20 @@ class JpegRange:
         return f"{self.lo}-{self.hi}" + (f"@{self.prob:g}" if self.prob < 1 else "")
 
 
-def channel(jpeg: JpegRange | None, seed: int, step: int) -> Channel:
-    """What a saved LR goes through at ``step``: 8-bit rounding, then for some images a JPEG. The qualities are a
-    pure function of (seed, step), so a resumed run replays them."""
+def channel(jpeg: JpegRange | None, seed: int, step: int, indices: Sequence[int] | None = None) -> Channel:
+    """What a saved LR goes through at ``step``: 8-bit rounding, then for some images a JPEG. Image ``i`` of the
+    global batch (``indices``: this rank's share, default all) draws its quality from (seed, step, i) alone, so
+    a resumed run replays the draws and N DDP ranks draw what one process does."""
     if jpeg is None:
         return round_8bit
 
     def send(lr: torch.Tensor) -> torch.Tensor:
         from kornia.enhance import jpeg_codec_differentiable
 
-        g = torch.Generator().manual_seed(hash(("jpeg", seed, step)) & 0x7FFFFFFFFFFF)
         n = lr.shape[0]
-        quality = torch.randint(jpeg.lo, jpeg.hi + 1, (n,), generator=g).float()
-        use = torch.rand(n, generator=g) < jpeg.prob
+        draws = [_draw(jpeg, seed, step, i) for i in (indices if indices is not None else range(n))]
+        quality = torch.tensor([q for q, _ in draws], dtype=torch.float32)
+        use = torch.tensor([u for _, u in draws])
         png = round_8bit(lr)
         if not use.any():
             return png
@@ -77,3 +79,9 @@ def channel(jpeg: JpegRange | None, seed: int, step: int) -> Channel:
         return out
 
     return send
+
+
+def _draw(jpeg: JpegRange, seed: int, step: int, index: int) -> tuple[int, bool]:
+    # Integers only: a str's hash differs from process to process (PYTHONHASHSEED), an int tuple's does not.
+    g = torch.Generator().manual_seed(hash((seed, step, index, JPEG_STREAM)) & 0x7FFFFFFFFFFF)
+    return int(torch.randint(jpeg.lo, jpeg.hi + 1, (1,), generator=g)), bool(torch.rand(1, generator=g) < jpeg.prob)

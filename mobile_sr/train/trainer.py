@@ -157,8 +157,8 @@ def _loss(cfg: TrainConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((sr - hr) ** 2 + 1e-6).mean()
 
 
-def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int = 0
-              ) -> torch.Tensor:
+def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int = 0,
+              indices: range | None = None) -> torch.Tensor:
     """The loss of one batch. An upscaler restores the bicubic LR. A pair downscales the HR itself, rounds its
     LR to 8 bits as a PNG would (straight-through gradient; with ``jpeg``, a differentiable JPEG for some
     images), restores it, and pays λ·L2 for straying from the MATLAB-bicubic LR ``lr_img`` (on the LR before
@@ -166,7 +166,7 @@ def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: to
     if not cfg.pair:
         return _loss(cfg, net(lr_img), hr_img)
     jpeg = JpegRange.parse(cfg.jpeg) if cfg.jpeg else None
-    lr, sr = net(hr_img, channel=None if cfg.unconstrained else channel(jpeg, cfg.seed, step))
+    lr, sr = net(hr_img, channel=None if cfg.unconstrained else channel(jpeg, cfg.seed, step, indices))
     loss = _loss(cfg, sr, hr_img)
     if not cfg.unconstrained and cfg.lr_weight:
         loss = loss + cfg.lr_weight * (lr - lr_img).pow(2).mean()
@@ -302,9 +302,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         lr = lr_at(cfg, step)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
-        lr_img, hr_img = data.batch(cfg.seed, step, range(rank, cfg.batch, world))
+        share = range(rank, cfg.batch, world)  # this rank's images of the global batch
+        lr_img, hr_img = data.batch(cfg.seed, step, share)
         net.train()
-        loss = step_loss(cfg, net, lr_img, hr_img, step)
+        loss = step_loss(cfg, net, lr_img, hr_img, step, share)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
