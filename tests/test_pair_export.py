@@ -98,3 +98,16 @@ def test_bundle_takes_the_pair_upscaler_and_refuses_its_downscaler(exported, tmp
     assert [m["file"] for m in index["models"]] == ["rescale_x2_64x64_fp32.tflite"]
     with pytest.raises(BundleError, match="a downscaler .*bundle the pair's upscaler"):
         bundle([exported / "rescale-downscaler_x2_128x96_fp32.tflite"], "android", app_dir=app)
+
+
+def test_bench_scores_a_pair_upscaler_on_its_own_lr_and_times_the_downscaler(exported, pair_ckpt):
+    r = CliRunner().invoke(main, ["bench", str(exported / "rescale_x2_64x64_fp32.onnx"),
+                                  str(exported / "rescale-downscaler_x2_128x96_fp32.onnx"), "--runs", "2",
+                                  "--warmup", "0", "--no-progress", "--json", str(exported.parent / "b.json")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((exported.parent / "b.json").read_text())
+    up, down = doc["results"]
+    learned = _sidecar(exported / "rescale_x2_64x64_fp32.onnx")["verification"]["set5_psnr_db"]
+    assert up["set5_psnr(db)"] == pytest.approx(learned, abs=0.01)  # the pair's LR, as export verified it
+    assert down["set5_psnr(db)"] is None and down["median_inference_latency(ms)"] > 0
+    assert [b["input_size"] for b in doc["bicubic"]] == [[64, 64]]  # the reference is sized on the upscaler

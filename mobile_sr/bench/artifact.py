@@ -43,6 +43,8 @@ class Artifact:
     macs: float | None  # multiply-accumulates per inference, from the model's real layers
     module: nn.Module | None = None  # the eager model (format "pytorch" only)
     tensors: dict | None = None  # the sidecar's {"inputs": [...], "outputs": [...]}, checked against the file
+    role: str = "upscaler"  # or "downscaler": a pair's server side (timed; it has no Set5 PSNR of its own)
+    pair: str | None = None  # a pair's part: the pair (built-in name or checkpoint) whose downscaler makes its LR
 
     @property
     def name(self) -> str:
@@ -91,8 +93,21 @@ def _from_sidecar(path: Path, fmt: str) -> Artifact:
                          "the sidecar of another export); export it again")
     scale, size_out = int(model["scale"]), _hw(out)
     tensors = {k: [{key: t[key] for key in ("shape", "layout", "dtype")} for t in doc[k]] for k in ("inputs", "outputs")}
+    role = model.get("role", "upscaler")
+    paired = model.get("partner") is not None
+    arch = _part_model(model.get("name"), role) if paired else model.get("name")
     return Artifact(path, fmt, doc["artifact"]["precision"], model.get("name"), scale, _hw(inp), size_out,
-                    _macs(model.get("name"), scale, model.get("config", {}), size_out), tensors=tensors)
+                    _macs(arch, scale, model.get("config", {}), _hw(inp) if role == "downscaler" else size_out,
+                          role == "downscaler"),
+                    tensors=tensors, role=role, pair=model.get("source") if paired else None)
+
+
+def _part_model(pair: str | None, role: str) -> str | None:
+    """The built-in architecture of a shipped pair's part (``rescale``'s upscaler is ``elsr``), or None."""
+    spec = MODELS.get(pair or "")
+    if spec is None or spec.role != "pair":
+        return None
+    return spec.default_config.get(role, {}).get("model")
 
 
 def _hw(tensor: dict) -> tuple[int, int]:
@@ -101,15 +116,26 @@ def _hw(tensor: dict) -> tuple[int, int]:
     return (int(shape[1]), int(shape[2])) if tensor["layout"] == "NHWC" else (int(shape[2]), int(shape[3]))
 
 
-def _macs(name: str | None, scale: int, config: dict, size_out: tuple[int, int]) -> float | None:
-    """MACs per inference of a built-in architecture at this output size; None for an unknown one."""
+def _macs(name: str | None, scale: int, config: dict, size: tuple[int, int], down: bool = False) -> float | None:
+    """MACs per inference of a built-in architecture at this output size (a downscaler: its HR input size);
+    None for an unknown one."""
     if name not in MODELS:
         return None
     try:
         net = deploy_module(create_model(name, scale, pretrained=False, **config))
     except (ModelError, TypeError, ValueError):
         return None
-    return profile(net, scale).macs_per_output_pixel * size_out[0] * size_out[1]
+    if down:
+        return profile_down(net, size)
+    return profile(net, scale).macs_per_output_pixel * size[0] * size[1]
+
+
+def profile_down(net: nn.Module, size: tuple[int, int]) -> float:
+    """MACs of one pass of a downscaler over an HR input of ``size`` (profile() counts per output pixel of an
+    upscaler; a downscaler's work is counted on its input)."""
+    s = net.scale
+    per_lr_px = profile(net, 1 / s, size=32 * s).macs_per_output_pixel  # a 32*s HR input makes 32x32 LR pixels
+    return per_lr_px * (size[0] // s) * (size[1] // s)
 
 
 def _from_checkpoint(spec: str, input_size: tuple[int, int]) -> Artifact:
@@ -118,12 +144,14 @@ def _from_checkpoint(spec: str, input_size: tuple[int, int]) -> Artifact:
         net = model.upscaler
     except ModelError as exc:
         raise BenchError(str(exc)) from None
+    paired = model.role == "pair"
     scale = int(model.scale)
     h, w = input_size
     size_out = (h * scale, w * scale)
     macs = profile(net, scale).macs_per_output_pixel * size_out[0] * size_out[1]
     path = Path(spec) if Path(spec).exists() else Path(f"{spec}_x{scale}")
-    return Artifact(path, "pytorch", "fp32", model.name, scale, (h, w), size_out, macs, net)
+    return Artifact(path, "pytorch", "fp32", model.name, scale, (h, w), size_out, macs, net,
+                    pair=spec if paired else None)
 
 
 def parse_size(text: str) -> tuple[int, int]:

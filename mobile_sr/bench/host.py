@@ -207,7 +207,9 @@ def measure(artifact: Artifact, threads: int, warmup: int, runs: int, bar: tqdm 
 
 def set5_psnr(artifact: Artifact, threads: int) -> float | None:
     """Set5 PSNR (Y, crop = scale) of the artifact run in its runtime, tiled at its fixed input size the way an
-    app runs it (the export stage's own check, so both agree). None where Set5 lacks this scale."""
+    app runs it (the export stage's own check, so both agree). None where Set5 lacks this scale, and for a
+    downscaler. A pair's upscaler is scored on its pair's 8-bit LR (the pair is loaded from the sidecar's
+    source); a ModelError there (the checkpoint is not on this machine) leaves the figure out with a warning."""
     from ..export import FORMATS
     from ..export.verify import set5_psnr as tiled_set5_psnr
 
@@ -226,8 +228,16 @@ def set5_psnr(artifact: Artifact, threads: int) -> float | None:
         def fn(x: torch.Tensor) -> torch.Tensor:
             return torch.from_numpy(run(x.numpy()))
 
+    if artifact.role == "downscaler":  # its quality is the pair's, measured by export's end-to-end check
+        return None
+    downscale = None
+    if artifact.pair is not None:  # a pair's upscaler restores the pair's own LR, not the published one
+        from ..models import load_model
+        from ..models.deploy import deploy
+
+        downscale = deploy(load_model(artifact.pair, artifact.scale)).downscaler
     with torch_threads(threads), torch.no_grad():
-        return tiled_set5_psnr(fn, artifact.scale, h, w)
+        return tiled_set5_psnr(fn, artifact.scale, h, w, downscale)
 
 
 def bicubic_latency(input_size: tuple[int, int], scale: int, threads: int, warmup: int, runs: int) -> Latency:

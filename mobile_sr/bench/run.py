@@ -169,8 +169,9 @@ def _bicubic(artifacts: list[Artifact], plan: AdbPlan | None, threads: int, warm
              psnr: bool) -> list[dict]:
     """The bicubic reference per scale: Set5 PSNR, and on the host its latency at the same input size."""
     refs = []
-    for scale in sorted({a.scale for a in artifacts}):
-        size = next(a.input_size for a in artifacts if a.scale == scale)
+    upscalers = [a for a in artifacts if a.role == "upscaler"]  # a downscaler's input is an HR tile
+    for scale in sorted({a.scale for a in upscalers}):
+        size = next(a.input_size for a in upscalers if a.scale == scale)
         latency = host.bicubic_latency(size, scale, threads, warmup, runs).median_ms if plan is None else None
         quality = host.bicubic_set5_psnr(scale) if psnr else None
         refs.append({"scale": scale, "input_size": list(size),
