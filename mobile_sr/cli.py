@@ -244,14 +244,18 @@ def _check_out_file(path: str | None, option: str) -> None:
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None, help="Same as --codec jpeg:Q.")
 @click.option("--tile", type=click.IntRange(min=1), default=None, help="Run tiled with this LR tile size.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the scores here.")
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tflite", "executorch"]), default="auto",
+              show_default=True, help="Where the upscaler runs (fp32, the same figures to 0.01 dB; a downscaler stays "
+                                      "in PyTorch); auto: the fastest installed of onnx, tflite, executorch, torch.")
 def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | None, downscaler: str | None,
              source: str | None, codec: str | None, jpeg_quality: int | None, tile: int | None,
-             json_out: str | None) -> None:
+             json_out: str | None, runtime: str) -> None:
     """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables) of a pipeline:
     LR (published file, a pair's downscaler or --downscaler, rounded to 8 bits) -> [--codec] -> the model."""
     from dataclasses import replace
 
     from .evaluation import bicubic_pipeline, evaluate_dataset, parse_codec, pipeline_for
+    from .export.runtime import DEFAULT_TILE, RuntimeMissing, resolve, runtime_upscaler
     from .models import ModelError
 
     _check_out_file(json_out, "--json")
@@ -263,12 +267,20 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
         fail(str(exc))
     if source and downscaler:
         fail("--pipeline and --downscaler both say where the LR comes from; give one")
+    runner = None
     if model_spec == "bicubic":
         pipe, label = bicubic_pipeline(scale or 2), "bicubic"
         if downscaler is not None:
             fail("--downscaler needs a model to upscale with; 'bicubic' is the published-LR baseline")
+        if runtime not in ("auto", "torch"):
+            fail(f"--runtime {runtime}: 'bicubic' is MATLAB's formula, not a network to export; it runs in PyTorch "
+                 "(drop --runtime)")
         pipe = replace(pipe, codec=comp, tile=tile)
     else:
+        try:
+            runtime = resolve(runtime)
+        except RuntimeMissing as exc:
+            fail(str(exc))
         model, label = _load(model_spec, scale), model_spec
         if source == "learned" and model.role != "pair":
             fail(f"--pipeline learned: {model.name} is an {model.role} with no downscaler of its own; "
@@ -281,10 +293,16 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
             pipe = replace(pipe, downscale=None)
             click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR; this scores it on "
                        "the published bicubic LR instead", err=True)
+        # The runner tiles each image itself (an artifact takes one input size; PyTorch keeps --tile as given).
+        runner = runtime_upscaler(model, runtime, tile=tile or (None if runtime == "torch" else DEFAULT_TILE),
+                                  on_export=lambda msg: click.echo(f"note: {msg}", err=True))
+        pipe = replace(pipe, upscale=runner, tile=None)
     try:
         res = evaluate_dataset(pipe, dataset, data_root, model=label)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if runner is not None:
+        click.echo(f"runtime: {runner.describe()}", err=True)
     scale = res.scale
     lr_col = res.lr_psnr is not None
     click.echo(f"{label} on {dataset} x{scale} (Y, crop {scale})" + (f": {res.pipeline}" if lr_col else ""))
@@ -309,12 +327,17 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
 @click.option("--overlap", type=int, default=8, show_default=True,
               help="LR pixels of context around each tile (0 to --tile).")
 @click.option("--quality", type=int, default=95, show_default=True, help="JPEG/WebP output quality (1-100).")
-def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, overlap: int, quality: int) -> None:
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tflite", "executorch"]), default="auto",
+              show_default=True, help="Where the upscaler runs (fp32, the same output to 1/255); auto: the fastest "
+                                      "installed of onnx, tflite, executorch, torch.")
+def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, overlap: int, quality: int,
+            runtime: str) -> None:
     """Upscale an image, or every image in a folder (the model loads once).
 
     Inputs up to 8K, outputs up to 16K; an output is never allowed to be one of the inputs.
     """
     from .data.images import ImageError
+    from .export.runtime import RuntimeMissing, resolve, runtime_upscaler
     from .upscale import UpscaleError, plan_jobs, upscale_file
 
     if tile < 0:
@@ -326,17 +349,20 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
         fail(f"--quality {quality}: must be between 1 and 100")
     try:
         jobs = plan_jobs(Path(src), Path(dst))
-    except UpscaleError as exc:
+        runtime = resolve(runtime)
+    except (UpscaleError, RuntimeMissing) as exc:
         fail(str(exc))
     model = _load(model_spec, scale)
     if model.role == "pair":
         click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr downscale "
                    f"--model {model_spec}); other LR images, bicubic ones included, are restored less well", err=True)
+    runner = runtime_upscaler(model, runtime, tile=tile or None, overlap=overlap)
     bad = failed = 0
     for inp, out in jobs:
+        spent = runner.export_seconds
         try:
             res = upscale_file(model.upscaler, model.scale, inp, out, tile=tile or None, overlap=overlap,
-                               quality=quality)
+                               quality=quality, tiled=runner.tiled)
         except ImageError as exc:  # a bad input: one line, and the rest of the folder still runs
             click.echo(f"error: {exc}", err=True)
             bad += 1
@@ -345,8 +371,10 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
             click.echo(f"error: {out}: cannot write ({exc.strerror or exc})", err=True)
             failed += 1
             continue
+        exported = runner.export_seconds - spent  # the first image of a size exports the artifact (then cached)
+        how = runner.brief() + (f"; {exported:.1f} s of it exporting, once" if exported else "")
         click.echo(f"{inp} {res.in_size[0]}x{res.in_size[1]} -> {out} {res.out_size[0]}x{res.out_size[1]} "
-                   f"({res.seconds:.2f} s)")
+                   f"({res.seconds:.2f} s, {how})")
     if failed:
         sys.exit(1)
     if bad:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .data.imresize import imresize
 from .inference import upscale_tiled
 
 MAX_OUTPUT_PIXELS = 15360 * 8640  # 16K: an 8K input at x2; peak RSS measured in the README
+Tiled = Callable[[torch.Tensor, torch.dtype], torch.Tensor]  # LR (C, H, W) -> (C, H*s, W*s) of that dtype
 
 
 class UpscaleError(ValueError):
@@ -82,13 +84,17 @@ def max_input_pixels(scale: int) -> int:
     return min(MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS // scale**2)
 
 
-def upscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | None = 256, overlap: int = 8) -> LoadedImage:
+def upscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | None = 256, overlap: int = 8,
+                  tiled: Tiled | None = None) -> LoadedImage:
     """Upscale colour with the model; alpha (not colour, often hard-edged) with MATLAB bicubic.
 
     Both run tiled into integer outputs, so a 16K alpha costs 1-2 bytes a pixel, not a float64 image.
+    ``tiled`` upscales the colour instead of ``upscale_tiled(model, ...)``: a runtime that only takes one input
+    size tiles the image itself (``mobile_sr.export.runtime.Runner.tiled``).
     """
     dtype = torch.uint16 if img.sixteen_bit else torch.uint8  # keeps an 8K->16K output at ~0.4 GB
-    rgb = upscale_tiled(model, img.rgb, scale, tile=tile, overlap=overlap, out_dtype=dtype)
+    rgb = (tiled(img.rgb, dtype) if tiled is not None else
+           upscale_tiled(model, img.rgb, scale, tile=tile, overlap=overlap, out_dtype=dtype))
     alpha = None
     if img.alpha is not None:
         def bicubic(x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +105,7 @@ def upscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | No
 
 
 def upscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int | None = 256,
-                 overlap: int = 8, quality: int = JPEG_QUALITY) -> UpscaleResult:
+                 overlap: int = 8, quality: int = JPEG_QUALITY, tiled: Tiled | None = None) -> UpscaleResult:
     """Check the size from the header, decode, upscale, write. Raises ImageError for a bad input."""
     t0 = time.perf_counter()
     w, h = image_size(src)
@@ -110,7 +116,7 @@ def upscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int |
     img = load_image(src)
     h, w = img.rgb.shape[-2:]  # after the EXIF orientation
     with torch.inference_mode():
-        out = upscale_image(model, scale, img, tile, overlap)
+        out = upscale_image(model, scale, img, tile, overlap, tiled)
     del img
     save_image(out, dst, quality=quality)
     return UpscaleResult((w, h), (w * scale, h * scale), time.perf_counter() - t0)
