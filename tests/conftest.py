@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,18 @@ EXTRA_MODULES = {
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "extras(*names): needs these pip extras; skipped with the install line without")
+    # upscale/eval export the model for the fastest runtime and cache it: in a folder of this run, never the
+    # user's ~/.cache (each xdist worker gets its own; a test may still set its own MOBILE_SR_CACHE).
+    if "MOBILE_SR_CACHE" not in os.environ:
+        os.environ["MOBILE_SR_CACHE"] = _OWN_CACHE[0] = tempfile.mkdtemp(prefix="mobile_sr_test_cache_")
+
+
+_OWN_CACHE: list[str] = [""]  # the cache folder this process made (xdist workers inherit the controller's)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_CACHE[0]:
+        shutil.rmtree(_OWN_CACHE[0], ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)

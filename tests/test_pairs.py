@@ -103,7 +103,7 @@ def test_the_pair_round_trips_through_files(tmp_path, pair_ckpt):
                                   "--tile", "32"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["upscale", str(tmp_path / "lr.png"), "-o", str(tmp_path / "sr.png"),
-                                  "--model", str(pair_ckpt), "--tile", "0"])
+                                  "--model", str(pair_ckpt), "--tile", "0", "--runtime", "torch"])
     assert r.exit_code == 0, r.output
     assert "trained on its own downscaler's LR" in r.output  # the note that a pair's upscaler wants its LR
 
@@ -169,8 +169,8 @@ def test_downscale_refuses_an_upscaler_and_a_bicubic_downscaler_works(tmp_path):
 
 
 def test_eval_learned_reports_the_lr_fidelity_and_bicubic_gets_a_note(tmp_path, pair_ckpt):
-    r = CliRunner().invoke(main, ["eval", "--model", str(pair_ckpt), "--pipeline", "learned", "--json",
-                                  str(tmp_path / "e.json")])
+    r = CliRunner().invoke(main, ["eval", "--model", str(pair_ckpt), "--pipeline", "learned", "--runtime", "torch",
+                                  "--json", str(tmp_path / "e.json")])
     assert r.exit_code == 0, r.output
     assert "LR PSNR" in r.output and "downscaler -> 8-bit" in r.output
     learned = evaluate(pipeline_for(load_model(pair_ckpt)), load_benchmark("Set5", 2), with_ssim=False)
