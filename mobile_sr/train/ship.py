@@ -15,7 +15,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
-from ..evaluation import Jpeg, pipeline_for, published_scores
+from ..data.datasets import BenchmarkImage
+from ..data.images import read_rgb
+from ..data.imresize import imresize, quantize
+from ..evaluation import Jpeg, evaluate, pipeline_for, published_scores
 from ..models import WEIGHTS_DIR, Model, ModelError, load_model, load_torch_file
 from .trainer import TrainConfig
 
@@ -80,7 +83,23 @@ def pair_figures(model: Model, data_root: Path, cfg: dict) -> dict:
                            "eval": published_scores(pipeline_for(base), data_root),
                            "eval_jpeg": {f"q{q}": published_scores(pipeline_for(base, codec=Jpeg(q)), data_root)
                                          for q in (75, 90)}}
+        vid4 = data_root.parent / "video" / "vid4"
+        if vid4.is_dir():  # natural images in no training or benchmark set: the first frame of each sequence
+            images = heldout_frames(vid4, int(model.scale))
+            out["heldout_vid4_first_frames"] = {
+                "learned": round(evaluate(pipeline_for(model), images, with_ssim=False).psnr, 3),
+                "baseline_on_bicubic_lr": round(evaluate(pipeline_for(base), images, with_ssim=False).psnr, 3)}
     return out
+
+
+def heldout_frames(vid4: Path, scale: int) -> list[BenchmarkImage]:
+    """The first frame of every Vid4 sequence, cropped to a multiple of ``scale``, with its MATLAB-bicubic LR."""
+    images = []
+    for clip in sorted(p for p in vid4.iterdir() if p.is_dir()):
+        hr = read_rgb(sorted(clip.glob("*.png"))[0])
+        hr = hr[:, : hr.shape[1] // scale * scale, : hr.shape[2] // scale * scale]
+        images.append(BenchmarkImage(clip.name, quantize(imresize(hr.double(), 1 / scale)).float(), hr))
+    return images
 
 
 def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path:
