@@ -52,7 +52,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=HERE / "pairs.json")
     ap.add_argument("--plot", type=Path, default=HERE / "pairs.png")
     ap.add_argument("--crops", default=str(HERE / "pair_crops_x{scale}.png"))
+    ap.add_argument("--replot", action="store_true", help="only redraw --plot from --json")
     a = ap.parse_args()
+    if a.replot:
+        plot(json.loads(a.json.read_text())["rows"], a.plot)
+        return
     torch.set_num_threads(1)
     h, w = (int(v) for v in a.input_size.split("x"))
     rows = []
@@ -98,6 +102,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     scales = sorted({r["scale"] for r in rows})
     fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4), squeeze=False)
@@ -111,6 +116,9 @@ def plot(rows: list[dict], path: Path) -> None:
         base = next(r for r in rows if r["scale"] == scale and r["model"] == "bicubic")
         ax.axhline(base["Set14"], color="gray", ls="--", label="bicubic down + bicubic up")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())  # plain ms, no crowded 10^x minor labels
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks([t for t in (10, 20, 50, 100, 200, 500) if t <= 400])
         ax.set_xlabel("upscaler latency on the host, ms (TFLite, 256x256, 1 thread, log)")
         ax.set_ylabel("Set14 PSNR (dB)")
         ax.set_title(f"x{scale}")
