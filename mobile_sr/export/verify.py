@@ -158,8 +158,9 @@ class DownReference:
 
 
 def verify_downscaler(loaded: Loaded, precision: str, ref: DownReference | None) -> Verification:
-    """A downscaler artifact: parity of its LR with PyTorch's (before rounding), then the end-to-end Set5 PSNR
-    of its 8-bit LR restored by the partner upscaler, which must match the PyTorch downscaler's."""
+    """A downscaler artifact: parity of its LR with PyTorch's (before rounding, the pass/fail check), then the
+    end-to-end Set5 PSNR of its 8-bit LR restored by the partner upscaler, reported beside the PyTorch
+    downscaler's, and its LR's distance from the MATLAB-bicubic LR."""
     problems = list(loaded.problems)
     if loaded.run is None:
         return Verification("failed" if problems else "spec-only", loaded.runtime, problems=problems)

@@ -31,7 +31,7 @@ class BicubicDown(nn.Module):
 
 class BicubicConv(nn.Module):
     """MATLAB-bicubic downscaling by an integer factor as two fixed strided depthwise convolutions over a
-    symmetric-padded image: the same numbers as :func:`imresize` (test_models checks), but a graph that
+    symmetric-padded image: the same numbers as :func:`imresize` (tests/test_pairs.py checks), but a graph that
     exports (ONNX, TFLite) at any input size, unlike imresize's size-dependent matrices.
 
     At an integer factor every output pixel sees the same taps, so MATLAB's per-pixel weights are one
