@@ -22,7 +22,7 @@ from mobile_sr.models import create_model, load_model
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.extras("onnx", "tflite")
+pytestmark = [pytest.mark.extras("onnx", "tflite"), pytest.mark.slow]  # real exports, as in test_export_formats
 
 
 @pytest.fixture(scope="module")
