@@ -7,6 +7,7 @@ code 2; a traceback means a bug.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -336,7 +337,6 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
 
     Inputs up to 8K, outputs up to 16K; an output is never allowed to be one of the inputs.
     """
-    from .data.images import ImageError
     from .export.runtime import RuntimeMissing, resolve, runtime_upscaler
     from .upscale import UpscaleError, plan_jobs, upscale_file
 
@@ -357,24 +357,33 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
         click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr downscale "
                    f"--model {model_spec}); other LR images, bicubic ones included, are restored less well", err=True)
     runner = runtime_upscaler(model, runtime, tile=tile or None, overlap=overlap)
-    bad = failed = 0
-    for inp, out in jobs:
+    def one(inp: Path, out: Path) -> str:
         spent = runner.export_seconds
-        try:
-            res = upscale_file(model.upscaler, model.scale, inp, out, tile=tile or None, overlap=overlap,
-                               quality=quality, tiled=runner.tiled)
-        except ImageError as exc:  # a bad input: one line, and the rest of the folder still runs
-            click.echo(f"error: {exc}", err=True)
-            bad += 1
-            continue
-        except OSError as exc:  # a failed run (disk full, no permission), not a bad input
-            click.echo(f"error: {out}: cannot write ({exc.strerror or exc})", err=True)
-            failed += 1
-            continue
+        res = upscale_file(model.upscaler, model.scale, inp, out, tile=tile or None, overlap=overlap,
+                           quality=quality, tiled=runner.tiled)
         exported = runner.export_seconds - spent  # the first image of a size exports the artifact (then cached)
         how = runner.brief() + (f"; {exported:.1f} s of it exporting, once" if exported else "")
-        click.echo(f"{inp} {res.in_size[0]}x{res.in_size[1]} -> {out} {res.out_size[0]}x{res.out_size[1]} "
-                   f"({res.seconds:.2f} s, {how})")
+        return (f"{inp} {res.in_size[0]}x{res.in_size[1]} -> {out} {res.out_size[0]}x{res.out_size[1]} "
+                f"({res.seconds:.2f} s, {how})")
+
+    _each_file(jobs, one)
+
+
+def _each_file(jobs: list[tuple[Path, Path]], one: Callable[[Path, Path], str]) -> None:
+    """Run ``one`` on every (input, output) and print its line. A bad input (ImageError) is one error line and the
+    rest of the folder still runs (exit 2 at the end); a failed write (disk full, no permission) exits 1."""
+    from .data.images import ImageError
+
+    bad = failed = 0
+    for inp, out in jobs:
+        try:
+            click.echo(one(inp, out))
+        except ImageError as exc:
+            click.echo(f"error: {exc}", err=True)
+            bad += 1
+        except OSError as exc:  # a failed run, not a bad input
+            click.echo(f"error: {out}: cannot write ({exc.strerror or exc})", err=True)
+            failed += 1
     if failed:
         sys.exit(1)
     if bad:
@@ -397,7 +406,6 @@ def downscale(src: str, dst: str, model_spec: str, scale: int | None, jpeg_quali
     """Make the LR image a phone restores: HR -> downscaler -> 8-bit PNG (or JPEG), a file or a folder.
 
     An HR side that is not a multiple of the scale is cropped at the bottom/right, as benchmarks crop."""
-    from .data.images import ImageError
     from .downscale import DownscaleError, downscale_file, plan
 
     try:
@@ -408,26 +416,14 @@ def downscale(src: str, dst: str, model_spec: str, scale: int | None, jpeg_quali
     if model.downscaler is None:
         fail(f"{model_spec}: {model.name} is an {model.role}; downscale needs a pair (e.g. rescale) or a "
              "downscaler (e.g. bicubic)")
-    bad = failed = 0
-    for inp, out in jobs:
-        try:
-            res = downscale_file(model.downscaler, int(model.scale), inp, out, tile=tile or None,
-                                 jpeg_quality=jpeg_quality)
-        except ImageError as exc:  # a bad input: one line, and the rest of the folder still runs
-            click.echo(f"error: {exc}", err=True)
-            bad += 1
-            continue
-        except OSError as exc:
-            click.echo(f"error: {out}: cannot write ({exc.strerror or exc})", err=True)
-            failed += 1
-            continue
+    def one(inp: Path, out: Path) -> str:
+        res = downscale_file(model.downscaler, int(model.scale), inp, out, tile=tile or None,
+                             jpeg_quality=jpeg_quality)
         (iw, ih), (uw, uh) = res.in_size, res.used_size
         crop = f" (cropped to {uw}x{uh}, a multiple of x{model.scale:g})" if res.cropped else ""
-        click.echo(f"{inp} {iw}x{ih}{crop} -> {out} {res.out_size[0]}x{res.out_size[1]} ({res.seconds:.2f} s)")
-    if failed:
-        sys.exit(1)
-    if bad:
-        sys.exit(EXIT_USAGE)
+        return f"{inp} {iw}x{ih}{crop} -> {out} {res.out_size[0]}x{res.out_size[1]} ({res.seconds:.2f} s)"
+
+    _each_file(jobs, one)
 
 
 @main.command("bench")

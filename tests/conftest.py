@@ -194,3 +194,24 @@ def kill_at_checkpoint() -> Callable[[list[str], int, Path], None]:
     """``kill_at_checkpoint(args, step, flag)``: start a training run and SIGKILL it right after that step's
     checkpoint."""
     return _kill_at_checkpoint
+
+
+def random_pair(scale: int = 2) -> torch.nn.Module:
+    """rescale's layout with a downscaler that really departs from bicubic, and the shipped ELSR upscaler: the
+    mechanics of a pair (files, exports, runtimes) without training one."""
+    torch.manual_seed(0)
+    pair = create_model("rescale", scale, pretrained=False)
+    torch.nn.init.normal_(pair.downscaler.out.weight, std=0.003)
+    pair.upscaler.load_state_dict(create_model("elsr", scale).state_dict())
+    return pair.eval()
+
+
+@pytest.fixture(scope="module")
+def pair_ckpt(tmp_path_factory) -> Path:
+    """:func:`random_pair` as a checkpoint, as a user passes it to ``--model``."""
+    from mobile_sr.core.weights import write_weights
+
+    pair = random_pair()
+    path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
+    write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
+    return path

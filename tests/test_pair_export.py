@@ -9,32 +9,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from mobile_sr import bundle as bundle_mod
 from mobile_sr.bundle import BundleError, bundle, models_dir
 from mobile_sr.cli import main
-from mobile_sr.core.weights import write_weights
 from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.evaluation import evaluate, pipeline_for
-from mobile_sr.models import create_model, load_model
+from mobile_sr.models import load_model
 
 from .conftest import REPO
 
 pytestmark = [pytest.mark.extras("onnx", "tflite"), pytest.mark.slow]  # real exports, as in test_export_formats
-
-
-@pytest.fixture(scope="module")
-def pair_ckpt(tmp_path_factory) -> Path:
-    """rescale's layout, a downscaler that departs from bicubic, and the shipped ELSR upscaler."""
-    torch.manual_seed(0)
-    pair = create_model("rescale", 2, pretrained=False)
-    torch.nn.init.normal_(pair.downscaler.out.weight, std=0.003)
-    pair.upscaler.load_state_dict(create_model("elsr", 2).state_dict())
-    path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
-    write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

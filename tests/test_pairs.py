@@ -11,40 +11,22 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mobile_sr.cli import main
-from mobile_sr.core.weights import write_weights
 from mobile_sr.data.datasets import BenchmarkImage, load_benchmark
 from mobile_sr.data.images import read_rgb
 from mobile_sr.data.imresize import imresize, quantize
 from mobile_sr.evaluation import Jpeg, Pipeline, evaluate, pipeline_for
 from mobile_sr.inference import downscale_tiled
 from mobile_sr.metrics import psnr
-from mobile_sr.models import MODELS, create_model, load_model
+from mobile_sr.models import MODELS, load_model
 from mobile_sr.models.bicubic import BicubicConv
 from mobile_sr.models.car import CAR
 from mobile_sr.models.tad import TAD
 from mobile_sr.train.channel import round_8bit
 from mobile_sr.train.trainer import TrainConfig, step_loss
 
-from .conftest import REPO
+from .conftest import REPO, random_pair
 
 HR = REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR"
-
-
-def _random_pair(scale: int = 2) -> torch.nn.Module:
-    """rescale's layout with a downscaler that really departs from bicubic, and the shipped ELSR upscaler."""
-    torch.manual_seed(0)
-    pair = create_model("rescale", scale, pretrained=False)
-    torch.nn.init.normal_(pair.downscaler.out.weight, std=0.003)
-    pair.upscaler.load_state_dict(create_model("elsr", scale).state_dict())
-    return pair.eval()
-
-
-@pytest.fixture(scope="module")
-def pair_ckpt(tmp_path_factory) -> Path:
-    pair = _random_pair()
-    path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
-    write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
-    return path
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -83,7 +65,7 @@ def test_the_gradient_flows_through_the_8bit_rounding():
 
 
 def test_one_pair_step_trains_the_downscaler_through_the_rounding_and_the_lr_term():
-    pair = _random_pair().train()
+    pair = random_pair().train()
     hr = read_rgb(HR / "img_002.png")[None, :, :48, :48]
     lr = quantize(imresize(hr.double(), 0.5)).float()
     cfg = TrainConfig(model="rescale", scale=2, data=[], out="", lr_weight=1.0)

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mobile_sr.cli import eval_cmd, main, upscale
-from mobile_sr.core.weights import write_weights
 from mobile_sr.data.images import read_rgb
 from mobile_sr.export import runtime as rt
 from mobile_sr.export.common import ExportWrapper
@@ -125,18 +124,6 @@ def _eval(tmp_path: Path, *args: str) -> dict:
     assert r.exit_code == 0, r.output
     assert r.stderr.splitlines()[-1].startswith("runtime: ")
     return json.loads(out.read_text())
-
-
-@pytest.fixture(scope="module")
-def pair_ckpt(tmp_path_factory) -> Path:
-    """A rescale pair with a downscaler that departs from bicubic: only its upscaler goes to the runtime."""
-    torch.manual_seed(0)
-    pair = create_model("rescale", 2, pretrained=False)
-    torch.nn.init.normal_(pair.downscaler.out.weight, std=0.003)
-    pair.upscaler.load_state_dict(create_model("elsr", 2).state_dict())
-    path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
-    write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
-    return path
 
 
 @pytest.mark.extras("onnx")

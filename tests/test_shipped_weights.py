@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mobile_sr.data.datasets import BenchmarkImage, load_benchmark
-from mobile_sr.data.images import read_rgb
-from mobile_sr.data.imresize import imresize, quantize
+from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.evaluation import Jpeg, Pipeline, evaluate, pipeline_for
 from mobile_sr.models import DEFAULT_MODEL, create_model, load_model, manifest, shipped_scales
 from mobile_sr.models.ofa import Arch
+from mobile_sr.train.ship import heldout_frames
 
 from .conftest import shared_or_skip
 
@@ -142,12 +141,8 @@ def test_through_jpeg_the_pair_never_falls_below_the_bicubic_lr_pipeline(shared_
 
 def test_on_held_out_natural_images_the_learned_lr_gains_over_bicubic_lr(shared_benchmark):
     """Vid4 frames: natural images in no training or benchmark set. HR -> pair vs HR -> bicubic LR -> ELSR."""
-    vid4 = shared_or_skip("video", "vid4")
-    images = []
-    for clip in ("city", "walk"):
-        hr = read_rgb(sorted((vid4 / clip).glob("*.png"))[0])
-        hr = hr[:, : hr.shape[1] // 2 * 2, : hr.shape[2] // 2 * 2]
-        images.append(BenchmarkImage(clip, quantize(imresize(hr.double(), 0.5)).float(), hr))
+    images = heldout_frames(shared_or_skip("video", "vid4"), 2)
+    assert [i.name for i in images] == ["city", "walk"]
     learned = evaluate(pipeline_for(load_model("rescale", 2)), images, with_ssim=False).psnr
     plain = evaluate(pipeline_for(load_model("elsr", 2)), images, with_ssim=False).psnr
     assert learned - plain >= HELDOUT_GAIN_X2, (learned, plain)

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -165,12 +166,18 @@ def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: to
     clamping, so an out-of-range value is pulled back)."""
     if not cfg.pair:
         return _loss(cfg, net(lr_img), hr_img)
-    jpeg = JpegRange.parse(cfg.jpeg) if cfg.jpeg else None
+    jpeg = jpeg_range(cfg.jpeg) if cfg.jpeg else None
     lr, sr = net(hr_img, channel=None if cfg.unconstrained else channel(jpeg, cfg.seed, step, indices))
     loss = _loss(cfg, sr, hr_img)
     if not cfg.unconstrained and cfg.lr_weight:
         loss = loss + cfg.lr_weight * (lr - lr_img).pow(2).mean()
     return loss
+
+
+@lru_cache(maxsize=8)
+def jpeg_range(text: str) -> JpegRange:
+    """``--jpeg`` parsed once per run, not once per step (parsing also looks kornia up)."""
+    return JpegRange.parse(text)
 
 
 def validation_pipeline(model: nn.Module, scale: int) -> Pipeline:
