@@ -32,6 +32,7 @@ def main() -> None:
 PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch")
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
 PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
+UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs) or sample (ofa-sr) their own LR
 
 
 @main.command()
@@ -74,13 +75,16 @@ PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
               help="Pairs only: JPEG-aware training, a differentiable JPEG of quality LO..HI for a share P of the images.")
 @click.option("--unconstrained", is_flag=True,
               help="Pairs only, an ablation: float LR, no 8-bit rounding, no LR term (not an honest LR).")
+@click.option("--lr-codec", default=None, metavar="CODEC:LO-HI[/STEP][@P]",
+              help="Upscalers only: train on LR decoded from a real video codec (e.g. h264:24-40) at a CRF drawn "
+                   "from LO..HI by STEP (default 2), for a share P of the samples (default 1).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
           patch: int, lr: float, tail_lr_scale: float, warmup: int | None, loss: str, init: str, init_from: str | None,
           arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
           phase_steps: str, shrink_lr: float, subnets: int, lr_weight: float, jpeg: str | None, unconstrained: bool,
-          no_progress: bool) -> None:
+          lr_codec: str | None, no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP).
 
     A pair (e.g. rescale) trains its downscaler and upscaler jointly: HR -> downscaler -> 8-bit LR -> upscaler."""
@@ -93,10 +97,13 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     ofa = model_name == "ofa-sr"
     pair = model_name in MODELS and MODELS[model_name].role == "pair"
     given = [name for name in (PLAIN_ONLY if ofa else OFA_ONLY) + (() if pair else PAIR_ONLY)
+             + (UPSCALER_ONLY if ofa or pair else ())
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
     if given:
         flags = ", ".join("--" + name.replace("_", "-").replace("lr-weight", "lambda") for name in given)
-        why = ("ofa-sr trains x2 and x4 in --phase-steps" if ofa else
+        why = ("--lr-codec is for a plain upscaler: a pair makes its own LR, ofa-sr trains its subnets on clean LR"
+               if all(g in UPSCALER_ONLY for g in given) else
+               "ofa-sr trains x2 and x4 in --phase-steps" if ofa else
                "those options are for --model ofa-sr" if not any(g in PAIR_ONLY for g in given) else
                "those options are for pairs (downscaler + upscaler), e.g. --model rescale")
         fail(f"{flags}: not an option of {'the ofa-sr trainer' if ofa else model_name} ({why})")
@@ -125,7 +132,7 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     cfg = TrainConfig(model=model_name, scale=scale, data=list(data), out=out, steps=steps, batch=batch, patch=patch,
                       lr=lr, tail_lr_scale=tail_lr_scale, warmup=500 if warmup is None else warmup, loss=loss,
                       seed=seed, init=init, init_from=init_from, val_every=val_every, ckpt_every=ckpt_every,
-                      config=overrides, lr_weight=lr_weight, unconstrained=unconstrained, jpeg=jpeg)
+                      config=overrides, lr_weight=lr_weight, unconstrained=unconstrained, jpeg=jpeg, lr_codec=lr_codec)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
     except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept
@@ -424,6 +431,11 @@ def downscale(src: str, dst: str, model_spec: str, scale: int | None, jpeg_quali
         return f"{inp} {iw}x{ih}{crop} -> {out} {res.out_size[0]}x{res.out_size[1]} ({res.seconds:.2f} s)"
 
     _each_file(jobs, one)
+
+
+@main.group("video")
+def video_group() -> None:
+    """Video: downscale and encode on the server, decode and super-resolve on the phone, measure the bits saved."""
 
 
 @main.command("bench")
