@@ -438,6 +438,248 @@ def video_group() -> None:
     """Video: downscale and encode on the server, decode and super-resolve on the phone, measure the bits saved."""
 
 
+CODEC_CHOICE = click.Choice(["h264", "hevc", "av1"])
+DEFAULT_CRF = {"h264": 23, "hevc": 28, "av1": 35}  # each encoder's own default
+
+
+def _bitrate(text: str | None) -> float | None:
+    """``--bitrate``: kbit/s, as ``800``, ``800k`` or ``1.5M``."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    mult = 1000.0 if t.endswith("m") else 1.0
+    try:
+        kbps = float(t.rstrip("km")) * mult
+    except ValueError:
+        kbps = -1.0
+    if kbps <= 0:
+        fail(f"--bitrate {text!r}: expected kbit/s, e.g. 800, 800k or 1.5M")
+    return kbps
+
+
+def _frame_bar(total: int | None, enabled: bool, desc: str):  # noqa: ANN202 - a tqdm bar
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=None if enabled else True, leave=False)
+
+
+def _video_run(run: Callable[[], object]) -> object:
+    """Run a video command's work: a bad input or request is one line and exit 2, a failed write exit 1."""
+    from .data.images import ImageError
+    from .data.video import VideoError
+    from .models import ModelError
+    from .upscale import UpscaleError
+
+    try:
+        return run()
+    except (VideoError, UpscaleError, ImageError, ModelError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write the output ({exc.strerror or exc})", 1)
+
+
+@video_group.command("encode")
+@click.argument("src", type=click.Path(exists=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False), help="The LR video (.mp4, .mkv, .mov).")
+@click.option("--scale", type=click.IntRange(min=2), default=2, show_default=True)
+@click.option("--downscaler", default="bicubic", show_default=True,
+              help="bicubic (MATLAB), a pair whose learned downscaler to use (e.g. rescale), or a downscaler checkpoint.")
+@click.option("--codec", default="h264", show_default=True, help="h264, hevc or av1.")
+@click.option("--crf", type=click.IntRange(0, 63), default=None,
+              help="Constant rate factor  [default: the encoder's own: h264 23, hevc 28, av1 35]")
+@click.option("--bitrate", default=None, metavar="KBPS", help="Average bitrate instead of --crf: 800, 800k or 1.5M.")
+@click.option("--preset", default="medium", show_default=True, help="x264/x265 preset (SVT-AV1 runs preset 8).")
+@click.option("--no-progress", is_flag=True)
+def video_encode(src: str, dst: str, scale: int, downscaler: str, codec: str, crf: int | None, bitrate: str | None,
+                 preset: str, no_progress: bool) -> None:
+    """Downscale every frame of a video (or a folder of frames) and encode it: what the server sends.
+
+    Timestamps (a variable frame rate too) and audio pass through; the HR is cropped to a multiple of 2 x scale,
+    as yuv420p needs even LR sides."""
+    from .data.video import check_codec
+    from .downscale import encode_video
+    from .upscale import video_output_kind
+
+    _video_run(lambda: check_codec(codec))
+    codec = codec.lower()
+    if crf is not None and bitrate is not None:
+        fail("--crf and --bitrate both set the rate; give one")
+    kbps = _bitrate(bitrate)
+    src_p, dst_p = Path(src), Path(dst)
+    if _video_run(lambda: video_output_kind(dst_p)) != "video":
+        fail(f"{dst}: the LR video is a file: name it .mp4, .mkv or .mov")
+    _check_out_file(dst, "-o")
+    if dst_p.exists() and src_p.exists() and dst_p.resolve() == src_p.resolve():
+        fail(f"{dst}: is the input; writing it would destroy the original, so choose another -o")
+    model = _load(downscaler, scale)
+    if model.downscaler is None:
+        fail(f"--downscaler {downscaler}: {model.name} is an {model.role}; give bicubic, a pair (e.g. rescale) "
+             "or a downscaler")
+    crf = crf if crf is not None or kbps is not None else DEFAULT_CRF[codec]
+    with _frame_bar(None, not no_progress, "encode") as bar:
+        res = _video_run(lambda: encode_video(model.downscaler, scale, src_p, dst_p, codec=codec, crf=crf, kbps=kbps,
+                                              preset=preset, on_frame=lambda: bar.update()))
+    (iw, ih), (uw, uh), (ow, oh) = res.in_size, res.used_size, res.out_size
+    crop = f" (cropped to {uw}x{uh}, a multiple of {2 * scale})" if res.cropped else ""
+    rate = f"crf {crf}" if kbps is None else f"target {kbps:g} kbps"
+    audio = f", audio copied ({res.audio_packets} packets)" if res.audio_packets else ""
+    click.echo(f"{src} {iw}x{ih}{crop} -> {dst} {ow}x{oh}, {res.frames} frames, {res.kbps:.0f} kbps video "
+               f"({codec} {rate}, {model.name} x{scale}){audio}, {res.seconds:.1f} s ({res.frames / res.seconds:.1f} frames/s)")
+
+
+@video_group.command("upscale")
+@click.argument("src", type=click.Path(exists=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(),
+              help="A video (.mp4, .mkv, .mov) or a folder of PNG frames (a name without a suffix).")
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
+              help="Built-in model name, run folder or checkpoint.")
+@click.option("--scale", type=click.IntRange(min=1), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tflite", "executorch"]), default="auto",
+              show_default=True, help="Where the upscaler runs (fp32), so the frame rate is the deployed model's; auto: the "
+                                      "fastest installed of onnx, tflite, executorch, torch.")
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="LR tile side (0: whole frames, one artifact for the video's frame size).")
+@click.option("--codec", default="h264", show_default=True, help="Codec of an output video: h264, hevc or av1.")
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
+              help="Quality of an output video (18: visually lossless, so the file shows the model, not the encoder).")
+@click.option("--no-progress", is_flag=True)
+def video_upscale(src: str, dst: str, model_spec: str, scale: int | None, runtime: str, tile: int, codec: str, crf: int,
+                  no_progress: bool) -> None:
+    """Decode a video (or a folder of frames), super-resolve every frame, and write a video or PNG frames.
+
+    One frame is in memory at a time. Timestamps and audio pass through into a video output. An odd output side
+    (x3 of an odd frame) loses its last row or column in a video (yuv420p), never in PNG frames."""
+    from .data.video import check_codec, probe
+    from .export.runtime import RuntimeMissing, resolve, runtime_upscaler
+    from .upscale import upscale_video, video_output_kind
+
+    _video_run(lambda: check_codec(codec))
+    codec = codec.lower()
+    src_p, dst_p = Path(src), Path(dst)
+    kind = _video_run(lambda: video_output_kind(dst_p))
+    _check_out_file(dst, "-o")
+    try:
+        runtime = resolve(runtime)
+    except RuntimeMissing as exc:
+        fail(str(exc))
+    info = _video_run(lambda: probe(src_p))
+    model = _load(model_spec, scale)
+    if model.role == "downscaler":
+        fail(f"--model {model_spec}: {model.name} is a downscaler; video upscale needs an upscaler or a pair")
+    if model.role == "pair":
+        click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr video encode "
+                   f"--downscaler {model_spec}); other LR, bicubic included, is restored less well", err=True)
+    runner = runtime_upscaler(model, runtime, tile=tile or None,
+                              on_export=lambda msg: click.echo(f"note: {msg}", err=True))
+    with _frame_bar(info.frames, not no_progress, "upscale") as bar:
+        res = _video_run(lambda: upscale_video(runner.tiled, int(model.scale), src_p, dst_p, crf=crf, codec=codec,
+                                               on_frame=lambda: bar.update()))
+    (iw, ih), (ow, oh) = res.in_size, res.out_size
+    what = (f"{codec} crf {crf}, {res.kbps:.0f} kbps" + (f", audio copied ({res.audio_packets} packets)"
+                                                        if res.audio_packets else "")
+            if kind == "video" else "PNG frames")
+    crop = " (cropped to even sides: yuv420p)" if res.cropped else ""
+    fps = res.frames / max(res.seconds - runner.export_seconds, 1e-9)
+    click.echo(f"{src} {iw}x{ih} -> {dst} {ow}x{oh}{crop}, {res.frames} frames ({what}), {res.seconds:.1f} s, "
+               f"{fps:.2f} frames/s decoding, upscaling with {runner.describe()} and writing"
+               + (f"; {runner.export_seconds:.1f} s of it exporting, once" if runner.export_seconds else ""))
+
+
+@video_group.command("compare")
+@click.argument("ref", type=click.Path(exists=False))
+@click.option("--codec", type=CODEC_CHOICE, default="h264", show_default=True)
+@click.option("--scale", type=click.IntRange(min=2), default=2, show_default=True)
+@click.option("--methods", default=None, metavar="NAME,...",
+              help="Of full, bicubic-bicubic, bicubic-sr, learned-sr, finetuned-sr, codec-sr  [default: all that can run; "
+                   "finetuned-sr with --finetune-minutes]")
+@click.option("--upscaler", default="elsr", show_default=True, help="The generic upscaler of bicubic-sr and finetuned-sr.")
+@click.option("--pair", default="rescale", show_default=True, help="The pair of learned-sr (its downscaler and upscaler).")
+@click.option("--finetune-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="finetuned-sr: CPU budget of each rate point's fine-tuning (its model's bytes count in the rate).")
+@click.option("--crf", "crf_text", default=None, metavar="LIST",
+              help="full's rate points: 32,35,38 or 32-47:3  [default: 32-47:3, about 32-24 dB on Vid4]")
+@click.option("--down-crf", "down_crf_text", default=None, metavar="LIST",
+              help="The downscaled methods' rate points  [default: each --crf less 10, for overlapping rates]")
+@click.option("--no-hull", is_flag=True,
+              help="Skip the convex hull's wider sweep (CRF 20-29 more for full and the best method).")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Use the first N frames (default: all).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate of the rate in kbps (default: the video's; 25 for a frame folder).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch and x264 threads (default: all cores).")
+@click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False), help="The RD points, BD-rates and hull.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
+              help="RD curves as a .png (needs matplotlib).")
+def video_compare(ref: str, codec: str, scale: int, methods: str | None, upscaler: str, pair: str,
+                  finetune_minutes: float | None, crf_text: str | None, down_crf_text: str | None, no_hull: bool,
+                  frames: int | None, fps: float | None, threads: int | None, json_out: str, plot_out: str | None) -> None:
+    """Rate-distortion of sending REF (a video or a folder of frames) at full resolution against downscaling it and
+    restoring it with bicubic or SR: Y-PSNR and SSIM-Y per rate point, BD-rate against full, and the convex hull."""
+    from fractions import Fraction
+
+    import torch
+
+    from .core.files import atomic_write
+    from .core.schema import validate
+    from .data.video import load_frames, probe
+    from .evaluation import video as rd
+
+    def checked(run: Callable[[], object]) -> object:
+        try:
+            return _video_run(run)
+        except rd.CompareError as exc:
+            fail(str(exc))
+
+    for out, option in ((json_out, "--json"), (plot_out, "--plot")):
+        _check_out_file(out, option)
+    if Path(json_out).suffix.lower() != ".json":
+        fail(f"--json {json_out}: must be a .json file")
+    if plot_out and Path(plot_out).suffix.lower() != ".png":
+        fail(f"--plot {plot_out}: must be a .png file")
+    if plot_out and not rd.plot_available():
+        fail("--plot needs matplotlib; install it with: pip install 'mobile-sr[bench]'")
+    full_crfs = checked(lambda: rd.parse_crfs(crf_text)) if crf_text else rd.FULL_CRFS
+    down_crfs = checked(lambda: rd.parse_crfs(down_crf_text, "--down-crf")) if down_crf_text else None
+    names = ([n.strip() for n in methods.split(",") if n.strip()] if methods else
+             list(rd.default_methods(scale, finetune=finetune_minutes is not None)))
+    if finetune_minutes is not None and "finetuned-sr" not in names:
+        fail("--finetune-minutes is for finetuned-sr; add it to --methods")
+    if threads:
+        torch.set_num_threads(threads)
+    adapt = None
+    if finetune_minutes is not None:
+        def adapt(model, lr_frames, hr_frames):  # noqa: ANN001, ANN202 - evaluation may not import train/
+            from .train.finetune import finetune
+
+            res = finetune(model, lr_frames, hr_frames, seconds=finetune_minutes * 60)
+            return res.model, res.bytes
+    built = checked(lambda: rd.build_methods(names, scale, upscaler=upscaler, pair=pair, adapt=adapt))
+    src = Path(ref)
+    info = checked(lambda: probe(src))
+    ref_frames = checked(lambda: load_frames(src, frames))
+    setup = rd.Setup(scale=scale, codec=codec, fps=Fraction(fps) if fps else info.fps, threads=threads or 0)
+    with _frame_bar(None, True, "rate points") as bar:
+        bar.unit = "point"
+        comp = checked(lambda: rd.compare(ref_frames, built, setup, full_crfs, down_crfs,
+                                          None if no_hull else rd.HULL_CRFS, reference=str(src),
+                                          on_point=lambda name, p: bar.update()))
+    doc = comp.as_json()
+    problems = validate(doc, rd.SCHEMA)
+    if problems:  # a bug, not bad input: never write a document that breaks its own schema
+        raise RuntimeError(f"video compare wrote an invalid document: {problems[0]}")
+    png = rd.plot_png(doc) if plot_out else None
+    import json
+
+    try:
+        atomic_write(json_out, (json.dumps(doc, indent=2) + "\n").encode())
+        if plot_out and png is not None:
+            atomic_write(plot_out, png)
+    except OSError as exc:
+        fail(f"cannot write the output ({exc.strerror or exc})", 1)
+    click.echo(rd.table(doc))
+    click.echo(f"wrote {json_out}" + (f" and {plot_out}" if plot_out else ""))
+
+
 @main.command("bench")
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--device", type=click.Choice(["host", "adb"]), default="host", show_default=True,

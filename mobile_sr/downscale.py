@@ -11,6 +11,7 @@ crops its HR images; the result says so.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +83,47 @@ def downscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(dst, Jpeg(jpeg_quality).encode(lr.rgb.float().div(255)))
     return DownscaleResult((w, h), (wc, hc), (wc // scale, hc // scale), time.perf_counter() - t0)
+
+
+@dataclass
+class VideoEncodeResult:
+    frames: int
+    in_size: tuple[int, int]  # (W, H) of the HR frames
+    used_size: tuple[int, int]  # after cropping to a multiple of 2 x scale (the LR must have even sides)
+    out_size: tuple[int, int]
+    kbps: float  # of the video stream
+    seconds: float
+    audio_packets: int
+
+    @property
+    def cropped(self) -> bool:
+        return self.in_size != self.used_size
+
+
+def encode_video(model: nn.Module, scale: int, src: Path, dst: Path, codec: str = "h264", crf: int | None = None,
+                 kbps: float | None = None, preset: str = "medium", tile: int | None = 256,
+                 on_frame: Callable[[], None] | None = None) -> VideoEncodeResult:
+    """The server's side of video SR: downscale every frame of ``src`` with ``model`` (MATLAB bicubic or a pair's
+    learned downscaler, rounded to 8 bits as any LR is) and encode the LR video, keeping timestamps and audio.
+
+    yuv420p needs even sides, so the HR is cropped at the bottom/right to a multiple of ``2 * scale`` (the
+    result says so), as the image protocol crops to a multiple of the scale.
+    """
+    from .data.video import probe, transcode
+
+    t0 = time.perf_counter()
+    info = probe(src)
+    unit = 2 * scale
+    wc, hc = info.width - info.width % unit, info.height - info.height % unit
+    if wc == 0 or hc == 0:
+        raise DownscaleError(f"{src}: {info.width}x{info.height} frames are smaller than {unit}x{unit}; at x{scale} "
+                             "the LR would have no even side to encode")
+
+    def down(rgb: torch.Tensor) -> torch.Tensor:
+        hr = rgb[:, :hc, :wc].float().div_(255)
+        with torch.inference_mode():
+            return downscale_tiled(model, hr, scale, tile=tile, out_dtype=torch.uint8)
+
+    res = transcode(src, dst, down, codec=codec, crf=crf, kbps=kbps, preset=preset, on_frame=on_frame)
+    return VideoEncodeResult(res.frames, res.in_size, (wc, hc), res.out_size, res.kbps, time.perf_counter() - t0,
+                             res.audio_packets)

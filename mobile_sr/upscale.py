@@ -120,3 +120,76 @@ def upscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int |
     del img
     save_image(out, dst, quality=quality)
     return UpscaleResult((w, h), (w * scale, h * scale), time.perf_counter() - t0)
+
+
+VIDEO_CRF = 18  # the upscaled video's x264 CRF: visually lossless, so the file shows the model, not the encoder
+
+
+@dataclass
+class VideoUpscaleResult:
+    frames: int
+    in_size: tuple[int, int]  # (W, H) of the decoded frames
+    out_size: tuple[int, int]  # (W, H) written: a video's odd side loses its last row/column (``cropped``)
+    seconds: float
+    kbps: float | None  # of the written video stream; None for a folder of PNG frames
+    audio_packets: int = 0
+    cropped: bool = False
+
+
+def video_output_kind(dst: Path) -> str:
+    """``video`` for an .mp4/.mkv/.mov name, ``frames`` for a folder (a name without a suffix, or an existing folder)."""
+    from .data.video import VIDEO_SUFFIXES
+
+    if dst.suffix.lower() in VIDEO_SUFFIXES:
+        return "video"
+    if dst.is_dir() or not dst.suffix:
+        return "frames"
+    raise UpscaleError(f"{dst}: write a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of PNG frames (a name without "
+                       "a suffix)")
+
+
+def upscale_video(tiled: Tiled, scale: int, src: Path, dst: Path, crf: int = VIDEO_CRF, codec: str = "h264",
+                  preset: str = "medium", on_frame: Callable[[], None] | None = None) -> VideoUpscaleResult:
+    """Decode ``src`` (video file or frame folder), upscale every frame with ``tiled`` (LR (3, H, W) float ->
+    (3, sH, sW) uint8) and write a video at ``crf`` (timestamps and audio kept) or a folder of PNG frames.
+
+    One frame is in memory at a time, so a 300-frame 720p clip costs a frame and the model, not the clip. A
+    video needs even sides (yuv420p): an odd output side (x3 of an odd input) loses its last row or column,
+    and the result says so; PNG frames keep every pixel. Nothing appears under ``dst`` until it is complete.
+    """
+    from .core.files import place, staging
+    from .data.video import iter_video, probe, transcode
+
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    kind = video_output_kind(dst)
+    if dst.exists() and os.path.samefile(src, dst):
+        raise UpscaleError(f"{dst}: is the input; writing it would destroy the original, so choose another -o")
+    info = probe(src)
+    w, h = info.width * scale, info.height * scale
+    if w * h > MAX_OUTPUT_PIXELS:
+        raise UpscaleError(f"{src}: {info.width}x{info.height} frames at x{scale} would be {w}x{h}, over the output "
+                           f"limit of {megapixels(MAX_OUTPUT_PIXELS)}")
+
+    def sr(rgb: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = tiled(rgb.float().div_(255), torch.uint8)
+        return out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2] if kind == "video" else out
+
+    if kind == "video":
+        res = transcode(src, dst, sr, codec=codec, crf=crf, preset=preset, on_frame=on_frame)
+        return VideoUpscaleResult(res.frames, res.in_size, res.out_size, time.perf_counter() - t0, res.kbps,
+                                  res.audio_packets, res.out_size != (w, h))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with staging(dst.parent, dst.name) as tmp:
+        folder = tmp / dst.name
+        folder.mkdir()
+        for frame in iter_video(src):
+            out = sr(frame.rgb)
+            save_image(LoadedImage(out, None, False, False, None, None), folder / f"frame_{n + 1:05d}.png")
+            n += 1
+            if on_frame is not None:
+                on_frame()
+        place(folder, dst)
+    return VideoUpscaleResult(n, (info.width, info.height), (w, h), time.perf_counter() - t0, None)
