@@ -586,6 +586,57 @@ def video_upscale(src: str, dst: str, model_spec: str, scale: int | None, runtim
                + (f"; {runner.export_seconds:.1f} s of it exporting, once" if runner.export_seconds else ""))
 
 
+@video_group.command("finetune")
+@click.argument("src", type=click.Path(exists=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(file_okay=False),
+              help="Folder for model.safetensors + model.json (loadable by --model DIR); must not exist or be empty.")
+@click.option("--model", "model_spec", required=True,
+              help="The upscaler to start from: built-in name, run folder or checkpoint.")
+@click.option("--scale", type=click.IntRange(min=2), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="Wall-clock budget of the fine-tuning loop.")
+@click.option("--crf", type=click.IntRange(0, 63), default=32, show_default=True,
+              help="Rate of the LR stream whose decoded frames the model learns to restore.")
+@click.option("--codec", default="h264", show_default=True, help="h264, hevc or av1.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@click.option("--no-progress", is_flag=True)
+def video_finetune(src: str, dst: str, model_spec: str, scale: int | None, minutes: float, crf: int, codec: str,
+                   seed: int, threads: int | None, no_progress: bool) -> None:
+    """NAS-style fine-tuning: an upscaler overfitted to one video, to be streamed with it.
+
+    SRC (a video or a folder of frames) is cropped to a multiple of 2 x scale, bicubic-downscaled, sent through
+    CODEC at --crf and decoded; the upscaler is fine-tuned on those frames against the originals for --minutes.
+    The weights are written as fp16; their size as streamed (fp16 safetensors + xz) is in model.json."""
+    import torch
+
+    from .data.images import ImageError
+    from .data.video import check_codec
+    from .models import load_model
+    from .train.finetune import finetune_video
+
+    _video_run(lambda: check_codec(codec))
+    src_p, dst_p = Path(src), Path(dst)
+    if dst_p.exists() and (not dst_p.is_dir() or any(dst_p.iterdir())):
+        fail(f"-o {dst}: exists and is not an empty folder; choose another -o, or delete it")
+    _check_out_file(dst, "-o")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = load_model(model_spec, scale)
+        res = finetune_video(src_p, dst_p, model, crf=crf, codec=codec.lower(), minutes=minutes, seed=seed,
+                             progress=not no_progress)
+    except (ValueError, ImageError) as exc:  # VideoError and ModelError are ValueErrors: bad input or model
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {dst} ({exc.strerror or exc})", 1)
+    r = res.result
+    click.echo(f"{src}: {res.frames} frames, LR {res.lr_size[0]}x{res.lr_size[1]} {codec} crf {crf}; "
+               f"{r.steps} steps in {r.seconds:.0f} s; Y-PSNR {r.psnr_before:.2f} -> {r.psnr_after:.2f} dB "
+               f"({r.psnr_after - r.psnr_before:+.2f}); model {r.bytes} bytes streamed -> {dst}")
+
+
 @video_group.command("compare")
 @click.argument("ref", type=click.Path(exists=False))
 @click.option("--codec", type=CODEC_CHOICE, default="h264", show_default=True)

@@ -31,7 +31,7 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
         flags += ["--data", d]
     flags += ["--out", rel(cfg["out"])]
     for key in ("steps", "batch", "patch", "lr", "tail_lr_scale", "warmup", "loss", "init", "init_from", "seed",
-                "val_every", "ckpt_every", "lr_weight", "jpeg"):
+                "val_every", "ckpt_every", "lr_weight", "jpeg", "lr_codec"):
         if cfg.get(key, defaults[key]) != defaults[key]:
             value = rel(cfg[key]) if key == "init_from" else str(cfg[key])
             flags += ["--lambda" if key == "lr_weight" else "--" + key.replace("_", "-"), value]
@@ -118,7 +118,9 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
         "model": name, "scale": scale, "config": model.config,
         "command": stages[0] if len(stages) == 1 else stages,
         "steps": steps, "wall_minutes": round(seconds / 60, 1),
-        "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly",
+        "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly"
+                + (f", then {cfg['lr_codec']} (a CRF of that range per sample, one-frame clip, data/codec_lr.py)"
+                   if cfg.get("lr_codec") else ""),
         "hardware": hardware(1),
         "eval": scores, "protocol": PROTOCOL,
         **(pair_figures(model, data_root, cfg) if model.role == "pair" else {}),

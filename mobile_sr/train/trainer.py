@@ -28,7 +28,8 @@ from tqdm import tqdm
 from ..core.files import atomic_write, atomic_write_text, check_writable_dir
 from ..core.text import first_line
 from ..core.weights import write_weights
-from ..data.datasets import TrainPatches, load_benchmark
+from ..data.codec_lr import CodecRange, CodecTrainPatches, codec_images
+from ..data.datasets import BenchmarkImage, TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
 from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
 from ..models.fsrcnn import FSRCNN, init_bicubic
@@ -125,6 +126,8 @@ class TrainConfig:
     lr_weight: float = 1.0  # λ of λ·L2(learned LR, MATLAB-bicubic LR): how close the LR stays to the picture
     unconstrained: bool = False  # the OFA seed's setting, as an ablation: float LR, no rounding, no LR term
     jpeg: str | None = None  # "LO-HI[@P]": JPEG-aware training through a differentiable JPEG (train/channel.py)
+    # Upscalers only: "CODEC:LO-HI[/STEP][@P]", LR through a real video codec at a CRF of the range (data/codec_lr.py)
+    lr_codec: str | None = None
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -141,6 +144,11 @@ class TrainConfig:
             JpegRange.parse(self.jpeg)
             if self.unconstrained:
                 raise ValueError("--jpeg and --unconstrained exclude each other: a JPEG is an 8-bit image")
+        if self.lr_codec is not None:
+            CodecRange.parse(self.lr_codec)
+            if self.pair or self.model == "ofa-sr":
+                raise ValueError(f"--lr-codec: not an option of {self.model} (it degrades the bicubic LR of an "
+                                 "upscaler; a pair makes its own LR)")
 
     @property
     def pair(self) -> bool:
@@ -178,6 +186,21 @@ def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: to
 def jpeg_range(text: str) -> JpegRange:
     """``--jpeg`` parsed once per run, not once per step (parsing also looks kornia up)."""
     return JpegRange.parse(text)
+
+
+VAL_CRF = 32  # the codec-LR validation figure: the middle of the low-rate range the compression-aware model is for
+
+
+def codec_validation(val: list[BenchmarkImage], cfg: TrainConfig) -> list[BenchmarkImage]:
+    """The validation set as the compression-aware model meets it: each HR (even-cropped) -> bicubic -> 8-bit ->
+    ``cfg.lr_codec``'s codec at CRF 32 -> decoded LR. A second figure beside the clean one (Set5 PSNR stays the
+    run's yardstick, as for every run): made once per run, five one-frame encodes."""
+    codec = CodecRange.parse(cfg.lr_codec).codec if cfg.lr_codec else "h264"
+    out = []
+    for img in val:
+        hr = (img.hr * 255).round().to(torch.uint8)
+        out += codec_images([hr], cfg.scale, codec, VAL_CRF, name=img.name)
+    return out
 
 
 def validation_pipeline(model: nn.Module, scale: int) -> Pipeline:
@@ -262,8 +285,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     cfg.check()
     world, rank, out, ckpt_path = start_run(cfg.out, cfg.batch, resume)
 
-    data = TrainPatches(cfg.data, cfg.scale, cfg.patch, warn=warn if rank == 0 else None)
+    if cfg.lr_codec:
+        data: TrainPatches = CodecTrainPatches(cfg.data, cfg.scale, cfg.patch, cfg.lr_codec,
+                                               warn=warn if rank == 0 else None, progress=progress and rank == 0)
+    else:
+        data = TrainPatches(cfg.data, cfg.scale, cfg.patch, warn=warn if rank == 0 else None)
     val = load_benchmark(cfg.val_dataset, cfg.scale, cfg.val_root) if rank == 0 and cfg.val_every else []
+    val_codec = codec_validation(val, cfg) if cfg.lr_codec else []
     model = build_model(cfg)
     tail_ids = {id(p) for p in model.tail().parameters()}
     groups = [
@@ -275,7 +303,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if resume:
         ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
-        for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained", "jpeg"):
+        for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained", "jpeg",
+                    "lr_codec"):
             if saved.get(key, asdict(cfg)[key]) != asdict(cfg)[key]:
                 raise ValueError(f"--resume: {key} differs from the checkpoint ({saved.get(key)!r} vs {asdict(cfg)[key]!r})")
         model.load_state_dict(ckpt["model"])
@@ -326,8 +355,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 res = evaluate(validation_pipeline(model, cfg.scale), val, with_ssim=False)
                 val_psnr = res.psnr
                 val_lr = f"{res.lr_psnr:.1f}" if res.lr_psnr is not None else ""
+                codec_psnr = evaluate(Pipeline(model, cfg.scale), val_codec, with_ssim=False).psnr if val_codec else None
                 history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed,
-                                **({"val_lr_psnr": res.lr_psnr} if res.lr_psnr is not None else {})})
+                                **({"val_lr_psnr": res.lr_psnr} if res.lr_psnr is not None else {}),
+                                **({"val_codec_psnr": codec_psnr} if codec_psnr is not None else {})})
                 if val_psnr > best:
                     best = val_psnr
                     best_path = out / "best.safetensors"

@@ -1,0 +1,227 @@
+"""NAS-style content-aware fine-tuning (Yeo et al., OSDI 2018): an upscaler overfitted to one video, streamed with it.
+
+A generic upscaler has to be good on every picture; the one shipped with a video only has to be good on that
+video, so it is trained on the video's own frames, the decoded low-resolution frames against the originals, for a
+bounded CPU budget. Its bits travel with the stream, so they are counted: :attr:`FinetuneResult.bytes` is the
+size of the weights as they would be sent.
+
+What is sent: the state dict as fp16 safetensors, compressed with xz (LZMA2, preset 9e). fp16 halves the payload
+and costs nothing measurable (the PSNR reported is that of the fp16-rounded weights, the ones the phone gets);
+int8 would halve it again but needs a calibration step and a quantised runtime path on the phone, which the
+model stream does not otherwise need. Measured on ELSR-16 x2: fp16 safetensors 14,344 B, + zlib -9 13,040 B,
++ xz 12,800 B (fp32 + xz: 14,240 B); fp16 mantissas are close to random, so LZMA wins only ~2% over zlib, but a
+one-off ~13 KB decode on the phone costs nothing either way.
+
+PSNR before/after is Y-PSNR (published protocol: crop = scale, 8-bit output) on the fine-tuning frames themselves:
+NAS overfits on purpose, and those are the frames the viewer sees.
+"""
+
+from __future__ import annotations
+
+import copy
+import lzma
+import math
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+from safetensors.torch import save
+from torch import nn
+from tqdm import tqdm
+
+from ..core.files import check_writable_dir, place, staging
+from ..core.weights import write_weights
+from ..data.codec_lr import bicubic_lr, even_crop
+from ..data.datasets import BenchmarkImage
+from ..evaluation import Pipeline, evaluate
+from ..models import Model, ModelError, info
+from ..models.ofa import OFASR
+from ..models.pair import SRPair
+
+XZ_PRESET = 9 | lzma.PRESET_EXTREME
+STREAMED_FORM = "fp16 safetensors + xz (LZMA2, preset 9e)"
+FINETUNE_STREAM = 0x4E4153  # "NAS": keeps the patch draws apart from the trainer's (seed, step, index) stream
+
+
+@dataclass
+class FinetuneResult:
+    model: Model  # the fine-tuned upscaler, weights rounded to fp16 (what is streamed)
+    bytes: int  # compressed size of the streamed weights (see STREAMED_FORM)
+    steps: int
+    seconds: float  # wall time of the training loop
+    psnr_before: float  # Y-PSNR on the fine-tuning frames, the model as given
+    psnr_after: float  # the same, the fine-tuned model as streamed (fp16)
+
+
+def streamed_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as it is sent: every floating tensor in fp16."""
+    return {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
+            for k, v in module.state_dict().items()}
+
+
+def streamed_bytes(module: nn.Module) -> int:
+    """Bytes of ``module``'s weights as streamed with the video (:data:`STREAMED_FORM`)."""
+    return len(lzma.compress(save(streamed_state(module)), preset=XZ_PRESET))
+
+
+def trainable_upscaler(model: Model) -> tuple[str, nn.Module]:
+    """(built-in name, a private copy) of what the phone runs for ``model``: a pair's upscaler, a supernet's active
+    subnet (as ``ofa-subnet``), or the upscaler itself. The name and the copy's ``config()`` rebuild it on load."""
+    if model.role == "downscaler":
+        raise ModelError(f"{model.name} is a downscaler; only an upscaler can be fine-tuned on a video")
+    module = model.module
+    if isinstance(module, SRPair):
+        return module.parts["upscaler"]["model"], copy.deepcopy(module.upscaler)
+    if isinstance(module, OFASR):
+        return "ofa-subnet", module.get_subnet(module.arch)
+    return model.name, copy.deepcopy(module)
+
+
+def frame_images(lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], scale: int) -> list[BenchmarkImage]:
+    """(LR, HR) frame pairs as float benchmark images, after checking they are aligned uint8 frames."""
+    if not lr_frames or len(lr_frames) != len(hr_frames):
+        raise ValueError(f"fine-tuning needs as many LR as HR frames, at least one (got {len(lr_frames)} LR, "
+                         f"{len(hr_frames)} HR)")
+    out = []
+    for k, (lr, hr) in enumerate(zip(lr_frames, hr_frames, strict=True)):
+        if lr.dtype != torch.uint8 or hr.dtype != torch.uint8 or lr.ndim != 3 or hr.ndim != 3:
+            raise ValueError(f"frame {k}: frames must be uint8 (3, H, W) tensors")
+        if tuple(hr.shape) != (3, lr.shape[1] * scale, lr.shape[2] * scale):
+            raise ValueError(f"frame {k}: HR {tuple(hr.shape[1:])} is not x{scale} of LR {tuple(lr.shape[1:])}")
+        out.append(BenchmarkImage(f"frame_{k:04d}", lr.float() / 255.0, hr.float() / 255.0))
+    return out
+
+
+def _patches(lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], scale: int, patch: int, batch: int,
+             seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of aligned (LR, HR) patches at ``step``: frame, position, rotation and flip drawn from (seed, step)."""
+    g = torch.Generator().manual_seed(hash((FINETUNE_STREAM, seed, step)) & 0x7FFFFFFFFFFF)
+    lrs, hrs = [], []
+    q = patch // scale
+    for _ in range(batch):
+        i = int(torch.randint(len(lr_frames), (1,), generator=g))
+        lr, hr = lr_frames[i], hr_frames[i]
+        top = int(torch.randint(lr.shape[1] - q + 1, (1,), generator=g))
+        left = int(torch.randint(lr.shape[2] - q + 1, (1,), generator=g))
+        rot, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
+        pair = (lr[:, top : top + q, left : left + q],
+                hr[:, top * scale : (top + q) * scale, left * scale : (left + q) * scale])
+        for t, dst in zip(pair, (lrs, hrs), strict=True):
+            t = torch.rot90(t.float() / 255.0, rot, (1, 2))
+            dst.append(t.flip(-1) if flip else t)
+    return torch.stack(lrs), torch.stack(hrs)
+
+
+def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], seconds: float = 180.0, *,
+             seed: int = 0, batch: int = 16, patch: int = 96, lr: float = 2e-4,
+             progress: bool = False) -> FinetuneResult:
+    """Fine-tune ``model``'s upscaler on aligned random patches of these frames for ``seconds`` of wall time.
+
+    ``lr_frames`` are the decoded low-resolution frames, ``hr_frames`` the originals, uint8 (3, H, W). The clock is
+    checked after every step, so the loop overruns its budget by at most one step (and always takes at least one,
+    so the result is a fine-tuned model). ``model`` is not touched: the training happens on a copy, returned as a
+    new :class:`Model` whose weights are rounded to fp16, as streamed. L1 loss and Adam at a constant ``lr``: a
+    schedule over a wall-clock budget would depend on the machine's speed.
+    """
+    if not seconds > 0 or batch < 1 or patch < 1 or not lr > 0:
+        raise ValueError("seconds, batch, patch and lr must be positive")
+    scale = int(model.scale)
+    images = frame_images(lr_frames, hr_frames, scale)
+    name, net = trainable_upscaler(model)
+    q = min(patch // scale, min(min(f.shape[1:]) for f in lr_frames))  # small frames: the patch is the frame
+    if q < 1:
+        raise ValueError(f"patch {patch} is smaller than one LR pixel at x{scale}")
+    before = evaluate(Pipeline(net.eval(), scale), images, with_ssim=False).psnr
+
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    bar = tqdm(total=round(seconds), disable=not progress, unit="s", dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
+    steps, start = 0, time.perf_counter()
+    elapsed = 0.0
+    net.train()
+    while steps == 0 or elapsed < seconds:
+        lr_img, hr_img = _patches(lr_frames, hr_frames, scale, q * scale, batch, seed, steps)
+        loss = (net(lr_img) - hr_img).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        now = time.perf_counter() - start
+        bar.update(min(now, seconds) - min(elapsed, seconds))
+        elapsed = now
+        bar.set_postfix_str(f"step {steps}, {steps / max(elapsed, 1e-9):.1f} steps/s, loss {loss.item():.4f}",
+                            refresh=False)
+    bar.close()
+    net.eval()
+    with torch.no_grad():  # what the phone gets: the fp16 weights (state_dict tensors share the parameters' storage)
+        for t in net.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half())
+    after = evaluate(Pipeline(net, scale), images, with_ssim=False).psnr
+    tuned = Model(name, info(name).role, model.scale, net, f"{model.source} fine-tuned")
+    return FinetuneResult(tuned, streamed_bytes(net), steps, elapsed, before, after)
+
+
+def write_finetuned(result: FinetuneResult, out: Path, meta: dict) -> Path:
+    """``out/model.safetensors`` (the streamed fp16 weights) + ``out/model.json`` (model, scale, config, what the
+    fine-tuning measured, ``meta``), built in a hidden folder beside ``out`` and renamed into place: nothing appears
+    under ``out`` unless both are whole. ``load_model(out)`` loads it (fp16 values, read into fp32 parameters)."""
+    out = Path(out)
+    parent = out.parent
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; choose another -o, or delete it")
+    check_writable_dir(parent, f"folder of -o {out}")
+    module = result.model.module
+    manifest = {"model": result.model.name, "scale": result.model.scale, "config": module.config(),
+                "bytes": result.bytes, "streamed_as": STREAMED_FORM, "steps": result.steps,
+                "seconds": round(result.seconds, 2), "psnr_before": round(result.psnr_before, 4),
+                "psnr_after": round(result.psnr_after, 4), **meta}
+    with staging(parent, out.name) as tmp:
+        folder = tmp / out.name  # a plain mkdir: the folder gets the umask's mode, not mkdtemp's 0700
+        folder.mkdir()
+        write_weights(copy.deepcopy(module).half(), manifest, folder / "model.safetensors")
+        place(folder, out)
+    return out
+
+
+@dataclass
+class VideoFinetune:
+    result: FinetuneResult
+    out: Path
+    frames: int
+    lr_size: tuple[int, int]  # (width, height) of the LR frames
+    stream_bits: int  # bits of the x264 stream of the LR frames at --crf
+
+
+def finetune_video(src: Path, out: Path, model: Model, crf: int = 32, codec: str = "h264", minutes: float = 3.0,
+                   seed: int = 0, progress: bool = False) -> VideoFinetune:
+    """``mobile-sr video finetune``: the original video (file or frame folder) -> HR frames cropped to a multiple of
+    ``2 * scale`` -> MATLAB bicubic, 8-bit -> ``codec`` at ``crf`` and back (the frames the phone decodes) ->
+    :func:`finetune` for ``minutes`` -> ``out`` (:func:`write_finetuned`). Errors (bad video, unknown codec, an
+    ``out`` that exists) are raised before any training."""
+    from ..data.video import check_codec, load_frames, probe, roundtrip
+
+    check_codec(codec)
+    if not math.isfinite(minutes) or minutes <= 0:
+        raise ValueError(f"--minutes must be a positive number, got {minutes:g}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; choose another -o, or delete it")
+    check_writable_dir(out.parent if str(out.parent) else Path("."), f"folder of -o {out}")
+    scale = int(model.scale)
+    if model.scale != scale:
+        raise ModelError(f"{model.name} is a x{model.scale:g} model; video fine-tuning takes integer scales")
+    trainable_upscaler(model)  # a downscaler is refused before any decoding
+    src_info = probe(src)
+    hr = [even_crop(f, scale).contiguous() for f in load_frames(src)]
+    if min(hr[0].shape[1:]) < 2 * scale:
+        raise ValueError(f"{src}: frames of {src_info.width}x{src_info.height} are too small for x{scale}")
+    lr_frames, bits = roundtrip([bicubic_lr(f, scale) for f in hr], codec=codec, crf=crf,
+                                fps=Fraction(src_info.fps))
+    result = finetune(model, lr_frames, hr, minutes * 60, seed=seed, progress=progress)
+    meta = {"crf": crf, "codec": codec, "source": str(src), "base_model": model.source, "frames": len(hr),
+            "lr_size": [lr_frames[0].shape[2], lr_frames[0].shape[1]], "lr_stream_bits": bits, "seed": seed,
+            "minutes": minutes}
+    write_finetuned(result, out, meta)
+    return VideoFinetune(result, out, len(hr), (lr_frames[0].shape[2], lr_frames[0].shape[1]), bits)
