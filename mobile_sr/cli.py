@@ -496,9 +496,8 @@ def video_encode(src: str, dst: str, scale: int, downscaler: str, codec: str, cr
 
     Timestamps (a variable frame rate too) and audio pass through; the HR is cropped to a multiple of 2 x scale,
     as yuv420p needs even LR sides."""
-    from .data.video import check_codec
+    from .data.video import VIDEO_SUFFIXES, check_codec
     from .downscale import encode_video
-    from .upscale import video_output_kind
 
     _video_run(lambda: check_codec(codec))
     codec = codec.lower()
@@ -506,8 +505,8 @@ def video_encode(src: str, dst: str, scale: int, downscaler: str, codec: str, cr
         fail("--crf and --bitrate both set the rate; give one")
     kbps = _bitrate(bitrate)
     src_p, dst_p = Path(src), Path(dst)
-    if _video_run(lambda: video_output_kind(dst_p)) != "video":
-        fail(f"{dst}: the LR video is a file: name it .mp4, .mkv or .mov")
+    if dst_p.suffix.lower() not in VIDEO_SUFFIXES:
+        fail(f"{dst}: the LR video is a file: name it {', '.join(VIDEO_SUFFIXES[:-1])} or {VIDEO_SUFFIXES[-1]}")
     _check_out_file(dst, "-o")
     if dst_p.exists() and src_p.exists() and dst_p.resolve() == src_p.resolve():
         fail(f"{dst}: is the input; writing it would destroy the original, so choose another -o")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -215,3 +217,42 @@ def pair_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
     write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
     return path
+
+
+def write_clip(path: Path, frames: list[torch.Tensor], pts: list[int] | None = None, time_base: Fraction = Fraction(1, 25),
+               audio_seconds: float = 0.0, fmt: str | None = None) -> None:
+    """A real H.264 file of uint8 frames (3, H, W): optionally with AAC audio (a 440 Hz tone), irregular timestamps
+    (``pts`` in ``time_base`` ticks: a variable frame rate), or raw Annex B with ``fmt='h264'``."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format=fmt) as out:
+        v = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "threads": "1"})
+        v.width, v.height, v.pix_fmt = frames[0].shape[2], frames[0].shape[1], "yuv420p"
+        v.time_base = time_base
+        a = out.add_stream("aac", rate=48000) if audio_seconds else None
+        for i, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb.permute(1, 2, 0).numpy().copy(), format="rgb24")
+            f.pts, f.time_base = (pts[i] if pts else i), time_base
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        if a is not None:
+            n = int(48000 * audio_seconds)
+            tone = (0.2 * np.sin(2 * math.pi * 440 * np.arange(n) / 48000)).astype(np.float32)[None]
+            for i in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, i : i + 1024]), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 48000, i
+                for p in a.encode(af):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
+
+
+def audio_payload(path: Path) -> list[bytes]:
+    """The bytes of every audio packet of a file: equal lists mean the audio passed through untouched."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(audio=0) if p.size]

@@ -222,6 +222,8 @@ def _add_encoder(container, codec: str, width: int, height: int, fps: Fraction, 
     stream = container.add_stream(name, rate=fps, options=options)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.time_base = time_base or 1 / fps
+    # The encoder counts in the input's own clock, so a variable frame rate's timestamps are kept, not rounded to 1/fps.
+    stream.codec_context.time_base = time_base or 1 / fps
     if kbps is not None:
         stream.bit_rate = int(kbps * 1000)
     return stream
@@ -374,7 +376,7 @@ def _transcode_into(av, out, src: Path, info: VideoInfo, transform: Transform, c
                                              f"({size[0]}x{size[1]} -> {frame.width}x{frame.height}); split the video "
                                              "where it changes")
                         put(_to_tensor(frame), frame.pts, frame.time_base)
-            except av.FFmpegError as exc:
+            except av.FFmpegError as exc:  # a damaged input (our own muxing of valid frames does not fail)
                 raise VideoError(f"{src}: cannot decode frame {frames} ({_reason(exc)})") from None
             if stream is not None and held:
                 audio += _mux_all(out, held, aout or out.add_stream_from_template(ain))
