@@ -66,6 +66,7 @@ def record(artifact: Artifact, *, runner: str, threads: int, warmup: int, runs: 
         "median_cpu_time(ms)": _r(lat.cpu_median_ms) if lat else None,
         "latencies(ms)": [round(v, 4) for v in lat.samples_ms] if lat else [],
         "throughput(mpix/s)": _r(artifact.output_megapixels / (typical / 1e3)) if typical else None,
+        "frames_per_second": _r(1e3 / typical, 2) if typical else None,  # at --input-size = a video's frame size
         "peak_memory(mb)": _r(measurement.peak_memory_mb, 2) if measurement else None,
         "ram_pss_usage(mb)": _r(measurement.pss_mb, 2) if measurement else None,
         "set5_psnr(db)": _r(psnr),
@@ -150,6 +151,7 @@ COLUMNS: list[tuple[str, int, int | None, Callable[[dict], Any]]] = [
     ("min", 8, 2, lambda r: r["min_inference_latency(ms)"]),
     ("cpu", 8, 2, lambda r: r["median_cpu_time(ms)"]),
     ("MP/s", 7, 2, lambda r: r["throughput(mpix/s)"]),
+    ("fps", 7, 1, lambda r: r.get("frames_per_second")),
     ("mem MB", 7, 1, lambda r: r["peak_memory(mb)"]),
     ("PSNR", 6, 2, lambda r: r["set5_psnr(db)"]),
     ("GMAC/s", 7, 1, lambda r: r["achieved(gmac/s)"]),
