@@ -9,10 +9,17 @@ patch-sized clip would not show the artefacts of a whole frame (macroblock grid,
 training image is downscaled once, whole (MATLAB bicubic, 8 bits), and that LR frame is encoded and decoded
 at every CRF level of the range: a one-frame clip, hence an IDR (intra) frame. Intra coding is what every
 frame of a clip shares (P/B macroblocks fall back to it, and their residual goes through the same transform
-and quantiser); x264 codes P and B frames about 3 and 4.5 QP coarser than the I-frame at one CRF (ipratio
-1.4, pbratio 1.3), so the range reaches CRF 40 to cover the coarse end. Motion-compensation artefacts proper
-would need a clip with synthetic motion, whose HR patches move with it; the Vid4 measurement
-(:func:`vid4_codec_images` through real P/B frames) is the check that the I-frame stand-in is enough.
+and quantiser). Motion-compensation artefacts proper would need a clip with synthetic motion whose HR patches
+move with it; the Vid4 measurement (:func:`vid4_codec_images`: one clip, real I/P/B frames) is the check
+that the I-frame stand-in is enough.
+
+The CRF of a one-frame clip is not the CRF of a clip. A lone frame is coded much coarser: x264's macroblock
+tree lowers the QP of blocks that later frames reference, and for a single frame nothing does. Measured on
+Vid4 (x2 bicubic LR, decoded vs clean RGB PSNR): clip CRF 26 / 32 / 38 average 33.6 / 30.2 / 26.9 dB on city
+(12 frames) and 32.3 / 28.6 / 25.2 dB on walk; a one-frame clip reaches those at CRF ~23 / 28 / 33.5 (city)
+and ~24.5 / 30 / 35.7 (walk). So ``--lr-codec`` CRFs are one-frame CRFs: ``h264:18-36`` covers clip CRFs of
+about 21-40, the low-rate range video is sent at. (A first run at one-frame 24-40 trained on frames much
+worse than any clip at CRF 26 sends, and lost 1.5 dB on clean Set5 for little gain on Vid4.)
 
 Samples stay a pure function of ``(seed, step, index)``: the image, crop, rotation and flip are drawn exactly as
 :class:`.datasets.TrainPatches` draws them, then (from the same generator) the CRF level and whether the

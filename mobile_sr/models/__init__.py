@@ -87,9 +87,10 @@ MODELS: dict[str, ModelInfo] = {
     # Width 16, not the paper's 6: at width 6 ELSR stays ~1.6 dB over bicubic at x2 (see README).
     "elsr": ModelInfo("elsr", "upscaler", ELSR, "ELSR layout (Xu et al. 2022) at width 16, PixelShuffle tail",
                       {"width": 16}),
-    # The same network trained on x264-decoded LR (CRF 24-40, `train --lr-codec`): for decoded video frames.
+    # The same network trained on x264-decoded LR (`train --lr-codec h264:18-36@0.9`, one-frame CRFs, about clip
+    # CRF 21-40; see data/codec_lr.py): for decoded video frames.
     "elsr-h264": ModelInfo("elsr-h264", "upscaler", ELSR,
-                           "ELSR-16 trained on x264-decoded LR (CRF 24-40): compression-aware, for video",
+                           "ELSR-16 trained on x264-decoded LR (clip CRF ~21-40): compression-aware, for video",
                            {"width": 16}),
     # One weights file serves both scales (weights/ofa-sr.safetensors); deploy cuts its largest subnet.
     "ofa-sr": ModelInfo("ofa-sr", "upscaler", OFASR, "Once-for-All SR supernet (x2+x4); eval/export: largest subnet",

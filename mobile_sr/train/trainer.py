@@ -188,7 +188,7 @@ def jpeg_range(text: str) -> JpegRange:
     return JpegRange.parse(text)
 
 
-VAL_CRF = 32  # the codec-LR validation figure: the middle of the low-rate range the compression-aware model is for
+VAL_CRF = 32  # the codec-LR validation figure: a one-frame CRF, about clip CRF 36 (data/codec_lr.py), a low rate
 
 
 def codec_validation(val: list[BenchmarkImage], cfg: TrainConfig) -> list[BenchmarkImage]:
