@@ -638,7 +638,7 @@ def video_finetune(src: str, dst: str, model_spec: str, scale: int | None, minut
 
 @video_group.command("compare")
 @click.argument("ref", type=click.Path(exists=False))
-@click.option("--codec", type=CODEC_CHOICE, default="h264", show_default=True)
+@click.option("--codec", default="h264", show_default=True, help="h264, hevc or av1.")
 @click.option("--scale", type=click.IntRange(min=2), default=2, show_default=True)
 @click.option("--methods", default=None, metavar="NAME,...",
               help="Of full, bicubic-bicubic, bicubic-sr, learned-sr, finetuned-sr, codec-sr  [default: all that can run; "
@@ -657,12 +657,15 @@ def video_finetune(src: str, dst: str, model_spec: str, scale: int | None, minut
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Frame rate of the rate in kbps (default: the video's; 25 for a frame folder).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch and x264 threads (default: all cores).")
+@click.option("--ssim-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="SSIM-Y of every k-th frame only (it costs ~2 s a 704x576 frame; Y-PSNR is always every frame).")
 @click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False), help="The RD points, BD-rates and hull.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
               help="RD curves as a .png (needs matplotlib).")
 def video_compare(ref: str, codec: str, scale: int, methods: str | None, upscaler: str, pair: str,
                   finetune_minutes: float | None, crf_text: str | None, down_crf_text: str | None, no_hull: bool,
-                  frames: int | None, fps: float | None, threads: int | None, json_out: str, plot_out: str | None) -> None:
+                  frames: int | None, fps: float | None, threads: int | None, ssim_every: int, json_out: str,
+                  plot_out: str | None) -> None:
     """Rate-distortion of sending REF (a video or a folder of frames) at full resolution against downscaling it and
     restoring it with bicubic or SR: Y-PSNR and SSIM-Y per rate point, BD-rate against full, and the convex hull."""
     from fractions import Fraction
@@ -671,7 +674,7 @@ def video_compare(ref: str, codec: str, scale: int, methods: str | None, upscale
 
     from .core.files import atomic_write
     from .core.schema import validate
-    from .data.video import load_frames, probe
+    from .data.video import check_codec, load_frames, probe
     from .evaluation import video as rd
 
     def checked(run: Callable[[], object]) -> object:
@@ -680,6 +683,8 @@ def video_compare(ref: str, codec: str, scale: int, methods: str | None, upscale
         except rd.CompareError as exc:
             fail(str(exc))
 
+    codec = codec.lower()
+    checked(lambda: check_codec(codec))
     for out, option in ((json_out, "--json"), (plot_out, "--plot")):
         _check_out_file(out, option)
     if Path(json_out).suffix.lower() != ".json":
@@ -707,7 +712,8 @@ def video_compare(ref: str, codec: str, scale: int, methods: str | None, upscale
     src = Path(ref)
     info = checked(lambda: probe(src))
     ref_frames = checked(lambda: load_frames(src, frames))
-    setup = rd.Setup(scale=scale, codec=codec, fps=Fraction(fps) if fps else info.fps, threads=threads or 0)
+    rate = Fraction(fps).limit_denominator(1001) if fps else info.fps
+    setup = rd.Setup(scale=scale, codec=codec, fps=rate, threads=threads or 0, ssim_every=ssim_every)
     with _frame_bar(None, True, "rate points") as bar:
         bar.unit = "point"
         comp = checked(lambda: rd.compare(ref_frames, built, setup, full_crfs, down_crfs,
