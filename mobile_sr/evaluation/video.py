@@ -508,7 +508,7 @@ class Comparison:
             "width": self.size[0],
             "height": self.size[1],
             "metric": "Y-PSNR and SSIM-Y (BT.601), no border crop, mean over frames"
-                      + (f" (SSIM-Y of every {self.setup.ssim_every}th frame)" if self.setup.ssim_every > 1 else ""),
+                      + (f" (SSIM-Y of every {self.setup.ssim_every}-th frame)" if self.setup.ssim_every > 1 else ""),
             "bd_interpolation": "akima",
             "warnings": self.warnings,
         }
@@ -516,13 +516,15 @@ class Comparison:
 
 def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Sequence[int] = FULL_CRFS,
             down_crfs: Sequence[int] | None = None, hull_crfs: Sequence[int] | None = HULL_CRFS,
-            reference: str = "", on_point: Callable[[str, RDPoint], None] | None = None) -> Comparison:
+            reference: str = "", on_point: Callable[[str, RDPoint], None] | None = None,
+            measured: dict[tuple[str, int], RDPoint] | None = None) -> Comparison:
     """Every method's RD curve on ``ref`` (uint8 frames), its BD-rate against ``full`` and the convex hull.
 
     ``down_crfs`` defaults to ``full_crfs`` less :data:`DOWN_CRF_OFFSET`. The hull sweeps ``full`` over
     ``hull_crfs`` (a superset of points is re-used, not re-encoded) and the best downscaled method (lowest
     BD-rate) over those CRFs less the offset; ``hull_crfs`` None skips it. ``on_point`` sees each point as
-    it is measured (progress)."""
+    it is measured (progress). ``measured`` ((method, crf) -> point) holds points measured before on the same
+    frames and setup, which are re-used, and receives the new ones (a benchmark that adds a method later)."""
     check_codec(setup.codec)
     check_crfs(full_crfs)
     down_crfs = tuple(down_crfs) if down_crfs is not None else down_crfs_for(full_crfs)
@@ -535,7 +537,7 @@ def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Seq
     by_name = {m.name: m for m in methods}
     if "full" not in by_name:
         raise CompareError("the comparison needs full (every BD-rate is against it)")
-    cache: dict[tuple[str, int], RDPoint] = {}
+    cache: dict[tuple[str, int], RDPoint] = {} if measured is None else measured
     lrs: dict[str, Frames] = {}
 
     def point(m: Method, crf: int) -> RDPoint:
