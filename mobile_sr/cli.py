@@ -439,6 +439,7 @@ def video_group() -> None:
 
 
 CODEC_CHOICE = click.Choice(["h264", "hevc", "av1"])
+WHOLE_FRAME_PIXELS = 640 * 480  # video upscale runs frames up to this size whole, larger ones tiled
 DEFAULT_CRF = {"h264": 23, "hevc": 28, "av1": 35}  # each encoder's own default
 
 
@@ -537,13 +538,14 @@ def video_encode(src: str, dst: str, scale: int, downscaler: str, codec: str, cr
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tflite", "executorch"]), default="auto",
               show_default=True, help="Where the upscaler runs (fp32), so the frame rate is the deployed model's; auto: the "
                                       "fastest installed of onnx, tflite, executorch, torch.")
-@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
-              help="LR tile side (0: whole frames, one artifact for the video's frame size).")
+@click.option("--tile", type=click.IntRange(min=0), default=None,
+              help="LR tile side (0: whole frames, one artifact for the video's frame size)  [default: whole frames up "
+                   "to 640x480 (360p/480p streams), 256-pixel tiles above, which bounds the runtime's memory]")
 @click.option("--codec", default="h264", show_default=True, help="Codec of an output video: h264, hevc or av1.")
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
               help="Quality of an output video (18: visually lossless, so the file shows the model, not the encoder).")
 @click.option("--no-progress", is_flag=True)
-def video_upscale(src: str, dst: str, model_spec: str, scale: int | None, runtime: str, tile: int, codec: str, crf: int,
+def video_upscale(src: str, dst: str, model_spec: str, scale: int | None, runtime: str, tile: int | None, codec: str, crf: int,
                   no_progress: bool) -> None:
     """Decode a video (or a folder of frames), super-resolve every frame, and write a video or PNG frames.
 
@@ -569,6 +571,8 @@ def video_upscale(src: str, dst: str, model_spec: str, scale: int | None, runtim
     if model.role == "pair":
         click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr video encode "
                    f"--downscaler {model_spec}); other LR, bicubic included, is restored less well", err=True)
+    if tile is None:  # a 720p frame whole holds ~0.4 GB of activations in the runtime; a 256 tile 20x less
+        tile = 0 if info.width * info.height <= WHOLE_FRAME_PIXELS else 256
     runner = runtime_upscaler(model, runtime, tile=tile or None,
                               on_export=lambda msg: click.echo(f"note: {msg}", err=True))
     with _frame_bar(info.frames, not no_progress, "upscale") as bar:
