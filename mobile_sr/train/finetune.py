@@ -22,6 +22,7 @@ import copy
 import lzma
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -79,19 +80,31 @@ def trainable_upscaler(model: Model) -> tuple[str, nn.Module]:
     return model.name, copy.deepcopy(module)
 
 
-def frame_images(lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], scale: int) -> list[BenchmarkImage]:
-    """(LR, HR) frame pairs as float benchmark images, after checking they are aligned uint8 frames."""
+class FramePairs(Sequence[BenchmarkImage]):
+    """(LR, HR) frame pairs as float benchmark images, made one at a time as :func:`evaluate` iterates: a 720p,
+    300-frame clip as float HR would be 3 GB, its uint8 frames are 0.8 GB."""
+
+    def __init__(self, lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor]) -> None:
+        self.lr, self.hr = lr_frames, hr_frames
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def __getitem__(self, k: int) -> BenchmarkImage:  # type: ignore[override]
+        return BenchmarkImage(f"frame_{k:04d}", self.lr[k].float() / 255.0, self.hr[k].float() / 255.0)
+
+
+def frame_images(lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], scale: int) -> FramePairs:
+    """The frame pairs to score, after checking they are aligned uint8 (3, H, W) frames, x``scale`` apart."""
     if not lr_frames or len(lr_frames) != len(hr_frames):
         raise ValueError(f"fine-tuning needs as many LR as HR frames, at least one (got {len(lr_frames)} LR, "
                          f"{len(hr_frames)} HR)")
-    out = []
     for k, (lr, hr) in enumerate(zip(lr_frames, hr_frames, strict=True)):
         if lr.dtype != torch.uint8 or hr.dtype != torch.uint8 or lr.ndim != 3 or hr.ndim != 3:
             raise ValueError(f"frame {k}: frames must be uint8 (3, H, W) tensors")
         if tuple(hr.shape) != (3, lr.shape[1] * scale, lr.shape[2] * scale):
             raise ValueError(f"frame {k}: HR {tuple(hr.shape[1:])} is not x{scale} of LR {tuple(lr.shape[1:])}")
-        out.append(BenchmarkImage(f"frame_{k:04d}", lr.float() / 255.0, hr.float() / 255.0))
-    return out
+    return FramePairs(lr_frames, hr_frames)
 
 
 def _patches(lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], scale: int, patch: int, batch: int,
@@ -133,7 +146,7 @@ def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.
     q = min(patch // scale, min(min(f.shape[1:]) for f in lr_frames))  # small frames: the patch is the frame
     if q < 1:
         raise ValueError(f"patch {patch} is smaller than one LR pixel at x{scale}")
-    before = evaluate(Pipeline(net.eval(), scale), images, with_ssim=False).psnr
+    before = evaluate(Pipeline(net.eval(), scale), images, with_ssim=False).psnr  # type: ignore[arg-type]
 
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     bar = tqdm(total=round(seconds), disable=not progress, unit="s", dynamic_ncols=True,
@@ -159,7 +172,7 @@ def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.
         for t in net.state_dict().values():
             if t.is_floating_point():
                 t.copy_(t.half())
-    after = evaluate(Pipeline(net, scale), images, with_ssim=False).psnr
+    after = evaluate(Pipeline(net, scale), images, with_ssim=False).psnr  # type: ignore[arg-type]
     tuned = Model(name, info(name).role, model.scale, net, f"{model.source} fine-tuned")
     return FinetuneResult(tuned, streamed_bytes(net), steps, elapsed, before, after)
 
@@ -201,7 +214,7 @@ def finetune_video(src: Path, out: Path, model: Model, crf: int = 32, codec: str
     ``2 * scale`` -> MATLAB bicubic, 8-bit -> ``codec`` at ``crf`` and back (the frames the phone decodes) ->
     :func:`finetune` for ``minutes`` -> ``out`` (:func:`write_finetuned`). Errors (bad video, unknown codec, an
     ``out`` that exists) are raised before any training."""
-    from ..data.video import check_codec, load_frames, probe, roundtrip
+    from ..data.video import check_codec, probe, read_frames, roundtrip
 
     check_codec(codec)
     if not math.isfinite(minutes) or minutes <= 0:
@@ -214,7 +227,7 @@ def finetune_video(src: Path, out: Path, model: Model, crf: int = 32, codec: str
         raise ModelError(f"{model.name} is a x{model.scale:g} model; video fine-tuning takes integer scales")
     trainable_upscaler(model)  # a downscaler is refused before any decoding
     src_info = probe(src)
-    hr = [even_crop(f, scale).contiguous() for f in load_frames(src)]
+    hr = [even_crop(f, scale).contiguous() for f in read_frames(src)]  # streamed: one copy of the clip in memory
     if min(hr[0].shape[1:]) < 2 * scale:
         raise ValueError(f"{src}: frames of {src_info.width}x{src_info.height} are too small for x{scale}")
     lr_frames, bits = roundtrip([bicubic_lr(f, scale) for f in hr], codec=codec, crf=crf,
