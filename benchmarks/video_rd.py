@@ -91,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-every", type=int, default=2)
     ap.add_argument("--ssim-every", type=int, default=12)
     ap.add_argument("--frames", type=int, default=None, help="first N frames (default: all)")
+    ap.add_argument("--down-crf", default=None, help="the downscaled methods' CRFs (default: full's less 10); e.g. "
+                                                     "32-47:3, the issue trial's same CRFs as full, for a sensitivity run")
     ap.add_argument("--json", type=Path, default=HERE / "video_rd.json")
-    ap.add_argument("--plot", default=str(HERE / "video_rd_{seq}.png"))
+    ap.add_argument("--plot", default=str(HERE / "video_rd_{seq}.png"), help="'' for none")
     ap.add_argument("--cache", type=Path, default=HERE.parent / "runs" / "video_rd_cache.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -116,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{p.psnr_y:.2f} dB {p.ssim_y:.4f}", flush=True)
             save_cache(args.cache, cache)
 
-        comp = rd.compare(frames, methods, setup, reference=f"vid4/{seq}", on_point=progress, measured=measured)
+        down = rd.parse_crfs(args.down_crf, "--down-crf") if args.down_crf else None
+        comp = rd.compare(frames, methods, setup, down_crfs=down, reference=f"vid4/{seq}", on_point=progress,
+                          measured=measured)
         save_cache(args.cache, cache)
         one = comp.as_json()
         problems = validate(one, rd.SCHEMA)
