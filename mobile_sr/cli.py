@@ -32,7 +32,6 @@ def main() -> None:
 PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch")
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
 PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
-NOT_QAT = ("tail_lr_scale", "loss", "init", "arch", "lr_codec") + OFA_ONLY + PAIR_ONLY  # --qat fine-tunes as is
 UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs) or sample (ofa-sr) their own LR
 
 
@@ -79,16 +78,13 @@ UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs)
 @click.option("--lr-codec", default=None, metavar="CODEC:LO-HI[/STEP][@P]",
               help="Upscalers only: train on LR decoded from a real video codec (e.g. h264:24-40) at a CRF drawn "
                    "from LO..HI by STEP (default 2), for a share P of the samples (default 1).")
-@click.option("--qat", is_flag=True,
-              help="Quantization-aware fine-tuning of a trained upscaler (--init-from, default the model's shipped "
-                   "weights) under int8 fake quantization, so int8 exports lose less  [steps 2000, lr 5e-5 unless given]")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
           patch: int, lr: float, tail_lr_scale: float, warmup: int | None, loss: str, init: str, init_from: str | None,
           arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
           phase_steps: str, shrink_lr: float, subnets: int, lr_weight: float, jpeg: str | None, unconstrained: bool,
-          lr_codec: str | None, qat: bool, no_progress: bool) -> None:
+          lr_codec: str | None, no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP).
 
     A pair (e.g. rescale) trains its downscaler and upscaler jointly: HR -> downscaler -> 8-bit LR -> upscaler."""
@@ -98,12 +94,6 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     from .train.trainer import RunWriteError, TrainConfig
     from .train.trainer import train as run_train
 
-    if threads:
-        torch.set_num_threads(threads)
-    if qat:
-        _train_qat(ctx, model_name, scale, list(data), out, steps, batch, patch, lr, warmup, init_from, seed, val_every,
-                   ckpt_every, resume, no_progress)
-        return
     ofa = model_name == "ofa-sr"
     pair = model_name in MODELS and MODELS[model_name].role == "pair"
     given = [name for name in (PLAIN_ONLY if ofa else OFA_ONLY) + (() if pair else PAIR_ONLY)
@@ -117,6 +107,8 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
                "those options are for --model ofa-sr" if not any(g in PAIR_ONLY for g in given) else
                "those options are for pairs (downscaler + upscaler), e.g. --model rescale")
         fail(f"{flags}: not an option of {'the ofa-sr trainer' if ofa else model_name} ({why})")
+    if threads:
+        torch.set_num_threads(threads)
     if ofa:
         _train_ofa(list(data), out, phase_steps, lr, shrink_lr, warmup, batch, patch, subnets, seed, val_every,
                    ckpt_every, init_from, resume, no_progress)
@@ -151,39 +143,6 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     click.echo(f"done: step {summary['step']}, best Set5 x{scale} PSNR "
                f"{f'{best:.2f} dB' if best > -float('inf') else 'not measured'}, "
                f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'}")
-
-
-def _train_qat(ctx: click.Context, model_name: str, scale: int, data: list[str], out: str, steps: int, batch: int,
-               patch: int, lr: float, warmup: int | None, init_from: str | None, seed: int, val_every: int,
-               ckpt_every: int, resume: bool, no_progress: bool) -> None:
-    """``train --qat``: quantization-aware fine-tuning (``mobile_sr/qat.py``), with its own step and LR defaults."""
-    from .models import ModelError
-    from .qat import QatConfig, train_qat
-    from .train.trainer import RunWriteError
-
-    given = [name for name in NOT_QAT if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-").replace("lr-weight", "lambda") for name in given)
-        fail(f"{flags}: not an option of --qat (it fine-tunes a trained upscaler as it is)")
-
-    def pick(name: str, value: object) -> object:  # the QAT default unless the option was given
-        given = ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
-        return value if given else getattr(QatConfig(model_name, scale, data, out), name)
-
-    cfg = QatConfig(model=model_name, scale=scale, data=data, out=out, init_from=init_from, steps=pick("steps", steps),
-                    batch=pick("batch", batch), patch=pick("patch", patch), lr=pick("lr", lr),
-                    warmup=pick("warmup", warmup), seed=seed, val_every=pick("val_every", val_every),
-                    ckpt_every=pick("ckpt_every", ckpt_every))
-    try:
-        summary = train_qat(cfg, resume=resume, progress=not no_progress)
-    except RunWriteError as exc:
-        fail(str(exc), 1)
-    except (ModelError, ValueError, OSError) as exc:
-        fail(str(exc))
-    click.echo(f"done: step {summary['step']}, Set5 x{scale} float {summary['start_float_psnr']:.2f} -> "
-               f"{summary['float_psnr']:.2f} dB, simulated int8 {summary['int8_sim_psnr']:.2f} dB, "
-               f"{summary['train_seconds'] / 60:.1f} min -> {Path(out) / 'model.safetensors'} (qat: int8 exports "
-               "calibrate it without equalization or bias correction)")
 
 
 def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr: float, warmup: int | None,

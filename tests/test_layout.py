@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mobile_sr"
-STAGES = ["core", "data", "metrics", "models", "inference", "evaluation", "upscale", "downscale", "train", "export", "qat",
+STAGES = ["core", "data", "metrics", "models", "inference", "evaluation", "upscale", "downscale", "train", "export",
           "bench", "search", "bundle", "cli", "__main__", "__init__"]
 
 

@@ -167,10 +167,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     batch = calib.batch(h, w) if calib is not None and needs_calib else None
     # int8 exports convert an equalized, bias-corrected copy (dfq.py); float exports the model itself.
     # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
-    # A QAT model was fine-tuned from that preparation under int8 fake quantization: a second adjustment would
-    # undo what it learned, so its weights are calibrated as they are.
-    int8_net = net if model.qat else (prepare(net, batch) if batch is not None else None)
-    int8_wrapper = ExportWrapper(int8_net).eval() if batch is not None else None
+    int8_wrapper = ExportWrapper(prepare(net, batch)).eval() if batch is not None else None
     threads = torch.get_num_threads()
     ref: Reference | DownReference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)

@@ -144,9 +144,6 @@ class Model:
     module: nn.Module
     source: str
     deployed: bool = False
-    # Fine-tuned quantization-aware (``train --qat``): its weights already sit on the int8 grid's terms, so int8
-    # exports calibrate it as it is, without the range equalization and bias correction of ``export/dfq.py``.
-    qat: bool = False
 
     @classmethod
     def of(cls, name: str, module: nn.Module, source: str = "") -> Model:
@@ -214,11 +211,11 @@ def _check_supernet_scale(scale: Scale) -> None:
         raise ModelError(f"the ofa-sr supernet serves x{' and x'.join(map(str, SCALES))}, not x{scale:g}")
 
 
-def _declared(name: str, module: nn.Module, scale: Scale, source: str, qat: bool = False) -> Model:
+def _declared(name: str, module: nn.Module, scale: Scale, source: str) -> Model:
     if isinstance(module, OFASR):  # a supernet serves every scale: its largest subnet at the one asked for
         _check_supernet_scale(scale)
         module.set_active(largest(int(scale)))
-    return Model(name, info(name).role, scale, module.eval(), source, qat=qat)
+    return Model(name, info(name).role, scale, module.eval(), source)
 
 
 def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
@@ -232,8 +229,7 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
         scale = scale or 2
         if spec_str == SUPERNET:
             _check_supernet_scale(scale)
-        qat = (manifest(spec_str, scale) or {}).get("qat") is True
-        return _declared(spec_str, create_model(spec_str, scale), scale, spec_str, qat)
+        return _declared(spec_str, create_model(spec_str, scale), scale, spec_str)
     path = Path(spec_str)
     if not path.exists():
         raise ModelError(f"{spec_str!r} is neither a built-in model ({', '.join(MODELS)}) nor an existing path")
@@ -249,7 +245,7 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
         raise ModelError(f"{path} is a x{ckpt_scale:g} model, but --scale {scale:g} was asked for")
     module = _build(name, ckpt_scale, meta.get("config", {}), path)
     _load_state(module, state, path, name)
-    return _declared(name, module, ckpt_scale, spec_str, meta.get("qat") is True)
+    return _declared(name, module, ckpt_scale, spec_str)
 
 
 def _meta_scale(meta: dict, path: Path) -> Scale:

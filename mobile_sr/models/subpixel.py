@@ -57,13 +57,11 @@ class SubPixelConv(nn.Module):
     """``conv`` (Cout*s*s channels), ``PixelShuffle(s)``, then a constant crop: the exact equivalent of a
     stride-s transposed convolution (built by :meth:`from_transposed`)."""
 
-    def __init__(self, conv: nn.Conv2d, scale: int, crop: tuple[int, int, int, int] = (0, 0, 0, 0),
-                 taps: tuple[list, list] | None = None) -> None:
+    def __init__(self, conv: nn.Conv2d, scale: int, crop: tuple[int, int, int, int] = (0, 0, 0, 0)) -> None:
         super().__init__()
         self.conv = conv
         self.shuffle = nn.PixelShuffle(scale)
         self.crop = crop  # (top, bottom, left, right) HR pixels
-        self.taps = taps  # (rows, cols): per phase, (sub-kernel index, transposed tap) pairs; None if not from one
 
     @classmethod
     def from_transposed(cls, deconv: nn.ConvTranspose2d) -> SubPixelConv:
@@ -86,48 +84,7 @@ class SubPixelConv(nn.Module):
             conv.weight.copy_(weight.reshape(cout * s * s, cin, rows.size, cols.size))  # PixelShuffle's order
             if deconv.bias is not None:
                 conv.bias.copy_(deconv.bias.detach().repeat_interleave(s * s))
-        return cls(conv, s, (*rows.crop, *cols.crop), (rows.taps, cols.taps))
-
-    def _phases(self):  # noqa: ANN202 - (rh, rw, jh, th, jw, tw) for every transposed tap
-        rows, cols = self.taps
-        for rh, taps_h in enumerate(rows):
-            for rw, taps_w in enumerate(cols):
-                for jh, th in taps_h:
-                    for jw, tw in taps_w:
-                        yield rh, rw, jh, th, jw, tw
-
-    def transposed_mask(self) -> torch.Tensor:
-        """1 where the convolution's weight holds a transposed tap, 0 on the zero padding of shorter sub-kernels."""
-        s, w = self.shuffle.upscale_factor, self.conv.weight
-        mask = torch.zeros(w.shape[0] // (s * s), s, s, 1, *w.shape[2:], dtype=w.dtype, device=w.device)
-        for rh, rw, jh, _, jw, _ in self._phases():
-            mask[:, rh, rw, :, jh, jw] = 1
-        return mask.reshape(-1, 1, *w.shape[2:])
-
-    def project_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        """Put trained ``weight``/``bias`` (this conv's shapes) back where a transposed convolution can hold them:
-        the padding taps at zero, each output channel's bias shared by its s*s phases (their mean). Training the
-        sub-pixel form (quantization-aware, on the graph that is exported) with this after every step keeps it the
-        exact image of a transposed convolution, so the checkpoint keeps the model's own layout."""
-        s = self.shuffle.upscale_factor
-        with torch.no_grad():
-            weight.mul_(self.transposed_mask())
-            if bias is not None:
-                bias.copy_(bias.view(-1, s * s).mean(1).repeat_interleave(s * s))
-
-    def to_transposed(self, deconv: nn.ConvTranspose2d) -> None:
-        """Write this convolution's taps into ``deconv`` (the layer it was built from): the inverse of
-        :meth:`from_transposed` for weights :meth:`project_` has kept in its image."""
-        if self.taps is None:
-            raise ValueError("this SubPixelConv was not built from a transposed convolution")
-        s = self.shuffle.upscale_factor
-        cin, cout = deconv.weight.shape[:2]
-        w = self.conv.weight.detach().reshape(cout, s, s, cin, *self.conv.weight.shape[2:])
-        with torch.no_grad():
-            for rh, rw, jh, th, jw, tw in self._phases():
-                deconv.weight[:, :, th, tw] = w[:, rh, rw, :, jh, jw].T
-            if deconv.bias is not None:
-                deconv.bias.copy_(self.conv.bias.detach().view(cout, s * s).mean(1))
+        return cls(conv, s, (*rows.crop, *cols.crop))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.shuffle(self.conv(x))
