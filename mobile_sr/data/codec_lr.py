@@ -18,8 +18,8 @@ tree lowers the QP of blocks that later frames reference, and for a single frame
 Vid4 (x2 bicubic LR, decoded vs clean RGB PSNR): clip CRF 26 / 32 / 38 average 33.6 / 30.2 / 26.9 dB on city
 (12 frames) and 32.3 / 28.6 / 25.2 dB on walk; a one-frame clip reaches those at CRF ~23 / 28 / 33.5 (city)
 and ~24.5 / 30 / 35.7 (walk). So ``--lr-codec`` CRFs are one-frame CRFs: ``h264:18-36`` covers clip CRFs of
-about 21-40, the low-rate range video is sent at. (A first run at one-frame 24-40 trained on frames much
-worse than any clip at CRF 26 sends, and lost 1.5 dB on clean Set5 for little gain on Vid4.)
+about 21-40, the low-rate range video is sent at. (A first try at one-frame 24-40, stopped at step 4000,
+trained on frames much worse than a clip at CRF 26 sends: 1.5 dB down on clean Set5 for ~0 gain on Vid4 city.)
 
 Samples stay a pure function of ``(seed, step, index)``: the image, crop, rotation and flip are drawn exactly as
 :class:`.datasets.TrainPatches` draws them, then (from the same generator) the CRF level and whether the
