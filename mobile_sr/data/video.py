@@ -5,8 +5,8 @@ comparison, fine-tuning on a video's own frames) reads and writes video here, so
 frames, the same colour conversion and the same bit counts:
 
 - frames are ``(3, H, W)`` uint8 RGB tensors, streamed one at a time (a 720p clip never sits in RAM whole);
-- colour goes RGB -> yuv420p -> RGB through swscale's defaults (BT.601, limited range), which is what the
-  encoders take and what a player shows;
+- colour goes RGB -> yuv420p -> RGB through swscale (BT.601, limited range), which is what the encoders take
+  and what a player shows; decoding goes through yuv444p, without the ~1-level bias of swscale's direct path;
 - a rate is the bits of the video stream's packets, not the file: the container's overhead (and any audio)
   is not what a codec comparison measures.
 
@@ -137,6 +137,10 @@ def _read_frame_file(path: Path) -> torch.Tensor:
 
 
 def _to_tensor(frame) -> torch.Tensor:  # noqa: ANN001 - an av VideoFrame
+    """RGB of a decoded frame. yuv420p goes to rgb24 through yuv444p: swscale's direct path darkens every
+    channel by ~1.2 levels on average (Vid4 city at CRF 0: Y-PSNR 46.6 dB direct, 57.9 through yuv444p)."""
+    if frame.format.name != "rgb24":
+        frame = frame.reformat(format="yuv444p") if frame.format.name.startswith("yuv4") else frame
     return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
 
 
