@@ -15,6 +15,13 @@ the streamed model's bytes (fp16 safetensors + xz) to the rate; ``codec-sr`` run
 SSIM-Y is measured on every ``--ssim-every``-th frame (``metrics.ssim`` costs ~2 s a frame on one core); Y-PSNR,
 which BD-rate uses, on every frame. Measured points are kept in ``--cache``, so a later run that adds a method
 (``codec-sr`` once its weights ship) measures only the new points.
+
+BD-rate depends on where the curves overlap in PSNR. ``benchmarks/video_rd_samecrf.json`` is the sensitivity run
+with the downscaled methods at full's own CRFs (the issue trial's choice; their curves then overlap full's only
+at its lowest ~3 dB, where downscaling wins most):
+
+    python benchmarks/video_rd.py --methods full,bicubic-bicubic,bicubic-sr,codec-sr --down-crf 32-47:3 \
+        --json benchmarks/video_rd_samecrf.json --plot ''
 """
 
 from __future__ import annotations
@@ -138,13 +145,18 @@ def main(argv: list[str] | None = None) -> int:
             "bd_rate_vs_full_percent": bd,
             "best": min((v, n) for n, v in bd.items() if v is not None)[1] if any(v is not None for v in bd.values())
             else None,
-            "gain_over_bicubic_sr_points": {n: None if (v is None or base is None) else round(v - base, 2)
+            "bd_rate_minus_bicubic_sr_points": {n: None if (v is None or base is None) else round(v - base, 2)
                                             for n, v in bd.items() if n in ("finetuned-sr", "codec-sr")},
             "finetuned_sr_without_model_bits_percent": without_model_bits(one),
             "hull_bd_rate_vs_full_percent": one["hull"]["bd_rate_vs_full_percent"] if one["hull"] else None,
             "hull_switch_kbps": one["hull"]["switch_kbps"] if one["hull"] else None,
         }
     doc["summary"] = summary
+    if args.json.exists():  # fine-tuning runs whose points came from --cache: keep the log of when they ran
+        old = json.loads(args.json.read_text()).get("finetune", {}).get("runs", {})
+        for seq, runs in ft_log.items():
+            if not runs and old.get(seq):
+                runs.extend(old[seq])
     atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0

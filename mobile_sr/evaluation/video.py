@@ -390,11 +390,14 @@ def upper_hull(points: Sequence[HullPoint]) -> list[HullPoint]:
                         xs.add(x)
     env: list[HullPoint] = []
     for x in sorted(xs):
-        best: tuple[float, int, str] | None = None
+        best: tuple[float, bool, str] | None = None
         for name, c in curves.items():
             y = _on_curve(c, x)
-            # ties go to full: the envelope switches to full resolution where the curves meet
-            if y is not None and (best is None or (y, name == "full") > best[:2]):
+            if y is None:
+                continue
+            # ties (within float error, as at a crossing) go to full: the envelope switches to full resolution
+            # where the curves meet
+            if best is None or y > best[0] + 1e-9 or (abs(y - best[0]) <= 1e-9 and name == "full"):
                 best = (y, name == "full", name)
         assert best is not None
         if not env or best[0] > env[-1].psnr_y:
