@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--down-crf", default=None, help="the downscaled methods' CRFs (default: full's less 10); e.g. "
                                                      "32-47:3, the issue trial's same CRFs as full, for a sensitivity run")
     ap.add_argument("--json", type=Path, default=HERE / "video_rd.json")
+    ap.add_argument("--no-hull", action="store_true", help="skip the hull's wide sweep")
     ap.add_argument("--plot", default=str(HERE / "video_rd_{seq}.png"), help="'' for none")
     ap.add_argument("--cache", type=Path, default=HERE.parent / "runs" / "video_rd_cache.json")
     args = ap.parse_args(argv)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
         down = rd.parse_crfs(args.down_crf, "--down-crf") if args.down_crf else None
         comp = rd.compare(frames, methods, setup, down_crfs=down, reference=f"vid4/{seq}", on_point=progress,
-                          measured=measured)
+                          measured=measured, hull_crfs=None if args.no_hull else rd.HULL_CRFS)
         save_cache(args.cache, cache)
         one = comp.as_json()
         problems = validate(one, rd.SCHEMA)

@@ -251,3 +251,19 @@ def test_kbps_is_stream_bits_over_duration(city: list[torch.Tensor]) -> None:
     decoded, bits = roundtrip(ref, "h264", crf=40, fps=Fraction(25), threads=1)
     assert point.kbps == pytest.approx(bits / (len(ref) / 25) / 1000, rel=1e-12)
     assert (point.psnr_y, point.ssim_y) == rd.score(decoded, ref) and point.model_bytes == 0
+
+
+def test_cli_finetuned_sr_runs_train_finetune(city: list[torch.Tensor], tmp_path: Path) -> None:
+    # The CLI's Adapt is train.finetune: a tiny budget still fine-tunes and streams a model, whose bytes are in kbps.
+    ref = _frame_folder(city, tmp_path / "ref", n=2)
+    out = tmp_path / "rd.json"
+    r = CliRunner().invoke(main, ["video", "compare", str(ref), "--methods", "full,bicubic-sr,finetuned-sr",
+                                  "--finetune-minutes", "0.005", "--crf", "30,40", "--no-hull", "--threads", "1",
+                                  "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    plain = {p["crf"]: p for p in doc["methods"]["bicubic-sr"]["points"]}
+    for p in doc["methods"]["finetuned-sr"]["points"]:
+        assert p["model_bytes"] > 1000  # ELSR-16's weights, compressed, are kilobytes
+        model_kbps = p["model_bytes"] * 8 / (2 / 25) / 1000
+        assert p["kbps"] == pytest.approx(plain[p["crf"]]["kbps"] + model_kbps, rel=1e-9)
