@@ -438,7 +438,6 @@ def video_group() -> None:
     """Video: downscale and encode on the server, decode and super-resolve on the phone, measure the bits saved."""
 
 
-CODEC_CHOICE = click.Choice(["h264", "hevc", "av1"])
 WHOLE_FRAME_PIXELS = 640 * 480  # video upscale runs frames up to this size whole, larger ones tiled
 DEFAULT_CRF = {"h264": 23, "hevc": 28, "av1": 35}  # each encoder's own default
 

@@ -35,7 +35,7 @@ EXTRA_MODULES = {
     "tflite": ("onnx", "onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert"),
     "executorch": ("executorch", "torchao"),
     "coreml": ("coremltools", "executorch"),
-    "video": ("av",),
+    "video": ("av", "bjontegaard"),
     "train": ("kornia",),
     "bench": ("matplotlib",),
     "dev": ("tree_sitter",),
