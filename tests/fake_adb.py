@@ -329,6 +329,7 @@ def app_results(extras: dict[str, str]) -> dict:
             "avg_inference_latency(ms)": sum(lat) / len(lat), "trimmean_inference_latency(ms)": sum(lat) / len(lat),
             "median_inference_latency(ms)": lat[len(lat) // 2], "p90_inference_latency(ms)": lat[-1],
             "min_inference_latency(ms)": lat[0], "median_cpu_time(ms)": None, "latencies(ms)": lat, "throughput(mpix/s)": None,
+            "frames_per_second": None,
             "peak_memory(mb)": 30.5, "ram_pss_usage(mb)": 11.25, "set5_psnr(db)": None, "gmac_per_inference": None,
             "achieved(gmac/s)": None, "matmul_peak_ratio": None}],
     }

@@ -176,6 +176,7 @@ def test_tflite_binary_exact_commands_parsing_and_cleanup(phone, tmp_path, make_
     assert r["median_cpu_time(ms)"] is None  # only the host measures CPU time
     assert r["peak_memory(mb)"] == 12.25
     assert r["throughput(mpix/s)"] == pytest.approx(64 * 64 / 1e6 / 0.07443, rel=1e-3)
+    assert r["frames_per_second"] == pytest.approx(1 / 0.07443, rel=1e-3)
     assert doc["matmul_peak(gmac/s)"] is None and r["matmul_peak_ratio"] is None
     assert doc["bicubic"] == [{"scale": 2, "input_size": [32, 32], "set5_psnr(db)": None,
                                "median_inference_latency(ms)": None}]
@@ -482,6 +483,7 @@ def test_app_runner_contract(phone, tmp_path, make_artifact):
     assert r["latencies(ms)"] == [20.0, 20.5, 21.0, 21.5] and r["median_inference_latency(ms)"] == 21.0
     assert r["ram_pss_usage(mb)"] == 11.25 and r["model_load_time(ms)"] == 12.5
     assert r["throughput(mpix/s)"] == pytest.approx(64 * 64 / 1e6 / 0.021, rel=1e-3)  # recomputed here
+    assert r["frames_per_second"] == pytest.approx(1 / 0.021, rel=1e-3)  # one inference per frame at this size
 
 
 def test_app_results_are_polled_until_written(phone, make_artifact):

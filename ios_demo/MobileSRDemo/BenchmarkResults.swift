@@ -130,6 +130,7 @@ struct ResultsDocument: Encodable {
             case cpuMedian = "median_cpu_time(ms)"
             case samples = "latencies(ms)"
             case throughput = "throughput(mpix/s)"
+            case framesPerSecond = "frames_per_second"
             case peakMemory = "peak_memory(mb)"
             case pss = "ram_pss_usage(mb)"
             case set5Psnr = "set5_psnr(db)"
@@ -166,6 +167,7 @@ struct ResultsDocument: Encodable {
             try c.encodeNil(forKey: .cpuMedian)
             try c.encode(samples, forKey: .samples)
             try c.encodeNil(forKey: .throughput)
+            try c.encodeNil(forKey: .framesPerSecond)
             try c.encodeNil(forKey: .peakMemory)
             try c.encodeNil(forKey: .pss)
             try c.encodeNil(forKey: .set5Psnr)

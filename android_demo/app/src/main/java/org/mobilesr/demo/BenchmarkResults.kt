@@ -70,7 +70,7 @@ data class DeviceInfo(
 /**
  * The results document of mobile_sr/bench/results.schema.json, one entry in "results", runner "app".
  * Why every key is written, null included: the schema requires them all, and `mobile-sr bench` validates
- * the file before it trusts a number. Host-only figures (Set5 PSNR, GMAC/s, throughput) are null here;
+ * the file before it trusts a number. Host-only figures (Set5 PSNR, GMAC/s, throughput, frames/s) are null here;
  * the host fills them in.
  */
 object BenchmarkResults {
@@ -106,6 +106,7 @@ object BenchmarkResults {
             .put("median_cpu_time(ms)", JSONObject.NULL)
             .put("latencies(ms)", JSONArray(run.samples))
             .put("throughput(mpix/s)", JSONObject.NULL)
+            .put("frames_per_second", JSONObject.NULL)
             .put("peak_memory(mb)", JSONObject.NULL)
             .put("ram_pss_usage(mb)", run.pssMb ?: JSONObject.NULL)
             .put("set5_psnr(db)", JSONObject.NULL)
