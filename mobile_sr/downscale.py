@@ -109,7 +109,7 @@ def encode_video(model: nn.Module, scale: int, src: Path, dst: Path, codec: str 
     yuv420p needs even sides, so the HR is cropped at the bottom/right to a multiple of ``2 * scale`` (the
     result says so), as the image protocol crops to a multiple of the scale.
     """
-    from .data.video import probe, transcode
+    from .data.video import even_crop, probe, transcode
 
     t0 = time.perf_counter()
     info = probe(src)
@@ -120,7 +120,7 @@ def encode_video(model: nn.Module, scale: int, src: Path, dst: Path, codec: str 
                              "the LR would have no even side to encode")
 
     def down(rgb: torch.Tensor) -> torch.Tensor:
-        hr = rgb[:, :hc, :wc].float().div_(255)
+        hr = even_crop(rgb, scale).float().div_(255)
         with torch.inference_mode():
             return downscale_tiled(model, hr, scale, tile=tile, out_dtype=torch.uint8)
 

@@ -40,6 +40,7 @@ import torch
 
 from .datasets import BenchmarkImage, TrainPatches, Warn
 from .imresize import imresize, quantize
+from .video import even_crop
 
 CODECS = ("h264", "hevc", "av1")  # the names of data.video.ENCODERS
 CACHE_VERSION = 1  # bump when the way cached frames are made changes
@@ -91,13 +92,6 @@ class CodecRange:
     def __str__(self) -> str:
         return (f"{self.codec}:{self.lo}-{self.hi}" + (f"/{self.step}" if self.step != 2 else "")
                 + (f"@{self.prob:g}" if self.prob < 1 else ""))
-
-
-def even_crop(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """``hr`` cropped (bottom/right) to a multiple of ``2 * scale``, so its LR has the even sides yuv420p needs."""
-    m = 2 * scale
-    h, w = hr.shape[-2:]
-    return hr[..., : h // m * m, : w // m * m]
 
 
 def bicubic_lr(hr_u8: torch.Tensor, scale: int) -> torch.Tensor:

@@ -200,6 +200,13 @@ def load_frames(src: Path, limit: int | None = None) -> list[torch.Tensor]:
     return list(read_frames(src, limit))
 
 
+def even_crop(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """``hr`` cropped (bottom/right) to a multiple of ``2 * scale``, so its LR has the even sides yuv420p needs."""
+    m = 2 * scale
+    h, w = hr.shape[-2:]
+    return hr[..., : h // m * m, : w // m * m]
+
+
 def _check_even(rgb: torch.Tensor) -> None:
     h, w = rgb.shape[-2:]
     if h % 2 or w % 2:

@@ -48,11 +48,12 @@ from typing import Any
 import torch
 
 from ..data.imresize import imresize, quantize
-from ..data.video import PRESET, VideoError, check_codec, kbps_of, roundtrip
+from ..data.video import PRESET, VideoError, check_codec, even_crop, kbps_of, roundtrip
 from ..inference import Upscale, upscale_tiled
 from ..metrics import psnr, ssim
 from ..models import MODELS, Model, ModelError, load_model
 from ..models.deploy import deploy
+from .pipeline import Downscale, bicubic
 
 SCHEMA = Path(__file__).with_name("video_rd.schema.json")
 
@@ -75,7 +76,6 @@ CRF_RANGE = (0, 51)  # x264 and x265; SVT-AV1 takes 1..63 and refuses what it ca
 
 Frames = list[torch.Tensor]  # (3, H, W) uint8 RGB
 Adapt = Callable[[Model, Frames, Frames], tuple[Model, int]]  # (upscaler, decoded LR, HR) -> (tuned model, bytes sent)
-Downscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) float -> (1, 3, H/s, W/s) float
 
 
 class CompareError(ValueError):
@@ -131,7 +131,7 @@ def bicubic_down(scale: int) -> Downscale:
 
 
 def bicubic_up(scale: int) -> Upscale:
-    return lambda lr: imresize(lr.double(), scale).float()
+    return lambda lr: bicubic(lr, scale)
 
 
 def _upscaler(spec: str, scale: int) -> Model:
@@ -187,12 +187,10 @@ def build_methods(names: Sequence[str], scale: int = 2, upscaler: str = DEFAULT_
 def crop_reference(frames: Frames, scale: int) -> Frames:
     """Crop each frame (top-left kept) to sides that are multiples of ``2 * scale``: the LR then has even sides,
     as yuv420p needs, and the full-resolution video is the same picture as the downscaled ones."""
-    m = 2 * scale
     h, w = frames[0].shape[-2:]
-    h2, w2 = h - h % m, w - w % m
-    if h2 < m or w2 < m:
+    if min(even_crop(frames[0], scale).shape[-2:]) == 0:
         raise CompareError(f"frames of {w}x{h} are too small to compare at x{scale}")
-    return [f[:, :h2, :w2] for f in frames]
+    return [even_crop(f, scale) for f in frames]
 
 
 def _float(frame: torch.Tensor) -> torch.Tensor:

@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from ..core.files import check_writable_dir, place, staging
 from ..core.weights import write_weights
-from ..data.codec_lr import bicubic_lr, even_crop
+from ..data.codec_lr import bicubic_lr
 from ..data.datasets import BenchmarkImage
+from ..data.video import even_crop
 from ..evaluation import Pipeline, evaluate
 from ..models import Model, ModelError, info
 from ..models.ofa import OFASR
