@@ -3,9 +3,10 @@
 Export, ``profile``, bench, search and evaluation all take the deployed module, so the graph that is
 exported, the MACs that are counted and the PSNR that is reported belong to one and the same module.
 Today deploy cuts the active OFA subnet out of a supernet (plain convolutions, no elastic op left), deploys a
-pair part by part and rewrites every stride-s transposed convolution as a convolution plus PixelShuffle
-(``subpixel.py``: exact, and the fast path in every runtime); it is where re-parameterised branches will be
-folded and QAT modules converted. Deploying a deployed model changes nothing.
+pair part by part, folds every re-parameterised convolution into the one plain convolution its branches sum to
+(``reparam.py``), and rewrites every stride-s transposed convolution as a convolution plus PixelShuffle
+(``subpixel.py``: exact, and the fast path in every runtime); it is where QAT modules will be converted.
+Deploying a deployed model changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from . import Model, Scale
 from .ofa import OFASR, Arch
 from .pair import SRPair
+from .reparam import reparameterize
 from .subpixel import to_subpixel
 
 
@@ -30,7 +32,8 @@ def deploy_module(module: nn.Module) -> nn.Module:
         module = copy.deepcopy(module)
         module.downscaler = deploy_module(module.downscaler)
         module.upscaler = deploy_module(module.upscaler)
-    return to_subpixel(module).eval()  # a copy where a transposed convolution is rewritten
+    # Copies where a re-parameterised convolution is folded or a transposed convolution rewritten.
+    return to_subpixel(reparameterize(module)).eval()
 
 
 def deploy_subnet(supernet: OFASR, arch: Arch) -> nn.Module:

@@ -13,6 +13,10 @@ PixelShuffle (the "anchor" residual of the Mobile AI challenge models), so the n
 the detail on top of nearest-neighbour upscaling. It is a fixed 0/1 1x1 convolution, so every
 exporter sees a plain conv. Without it, 6 channels spend their capacity re-learning interpolation:
 our first run stalled at 33.9 dB Set5 x2 after 8k steps (bicubic is 33.67).
+
+``rep=1`` trains every convolution as a :class:`~mobile_sr.models.reparam.RepConv` (kxk + 1x1 + identity +
+1x1->kxk + Sobel/Laplacian branches); ``deploy`` folds each back into one 3x3 convolution, so the exported graph
+is exactly the plain ELSR's.
 """
 
 from __future__ import annotations
@@ -21,19 +25,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .reparam import RepConv
+
 
 class ELSR(nn.Module):
-    def __init__(self, scale: int = 2, width: int = 6, channels: int = 3) -> None:
-        """``width=6`` is the paper's; the built-in ``elsr`` uses 16 (see models/__init__.py)."""
+    def __init__(self, scale: int = 2, width: int = 6, channels: int = 3, rep: int = 0) -> None:
+        """``width=6`` is the paper's; the built-in ``elsr`` uses 16 (see models/__init__.py). ``rep=1``: train
+        re-parameterisable branches (see the module docstring)."""
         super().__init__()
         if scale < 1:
             raise ValueError(f"ELSR scale must be >= 1, got {scale}")
-        self.scale, self.width = scale, width
-        self.head = nn.Conv2d(channels, width, 3, padding=1)
-        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        if rep not in (0, 1):
+            raise ValueError(f"ELSR rep must be 0 or 1, got {rep}")
+        self.scale, self.width, self.rep = scale, width, rep
+
+        def conv(cin: int, cout: int) -> nn.Module:
+            return RepConv(cin, cout, 3) if rep else nn.Conv2d(cin, cout, 3, padding=1)
+
+        self.head = conv(channels, width)
+        self.conv1 = conv(width, width)
         self.act = nn.PReLU(width)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-        self.up = nn.Conv2d(width, channels * scale * scale, 3, padding=1)
+        self.conv2 = conv(width, width)
+        self.up = conv(width, channels * scale * scale)
         self.shuffle = nn.PixelShuffle(scale)
         # anchor[c*s*s + k, c] = 1: output channel group c of the shuffle gets input colour c.
         anchor = torch.zeros(channels * scale * scale, channels, 1, 1)
@@ -45,7 +58,7 @@ class ELSR(nn.Module):
         return self.up
 
     def config(self) -> dict:
-        return {"width": self.width}
+        return {"width": self.width, **({"rep": 1} if self.rep else {})}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = F.relu(self.head(x))

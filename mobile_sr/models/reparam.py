@@ -1,0 +1,108 @@
+"""Structural re-parameterisation (RepVGG, ECBSR, SESR): train a convolution as several linear branches, export
+it as the one plain convolution they sum to.
+
+A :class:`RepConv` is a drop-in for ``nn.Conv2d(cin, cout, k, padding=k // 2)``. During training its output is
+the sum of linear branches, each richer to optimise than one kxk kernel but together no more expressive:
+
+- ``kxk``: the plain convolution;
+- ``1x1``: a pointwise convolution (RepVGG);
+- ``identity``: the input itself, where ``cin == cout`` (RepVGG);
+- ``expand``: a 1x1 convolution to ``expand * cout`` channels, then a kxk one back (SESR's collapsible linear
+  block, ECBSR's "conv1x1-conv3x3");
+- ``sobel_x``, ``sobel_y``, ``laplacian``: a 1x1 convolution, then a fixed 3x3 edge filter per channel with a
+  learned scale (ECBSR's edge branches; k = 3 only).
+
+Every branch is linear, so :meth:`RepConv.fold` computes the single kxk kernel and bias that give the same output
+(up to float rounding), once, in ``deploy``: never on every forward, as BasicSR's ECB does in eval mode. The
+deployed module is made of plain ``nn.Conv2d`` layers, so exporters, ``profile`` and latency see exactly the
+network a plain model of the same shape would be.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+EDGE_FILTERS = {
+    "sobel_x": [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
+    "sobel_y": [[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]],
+    "laplacian": [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+}
+
+
+class RepConv(nn.Module):
+    """kxk convolution trained as kxk + 1x1 + identity + expand (1x1 -> kxk) + edge branches (see module doc)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, expand: int = 2, edges: bool = True) -> None:
+        super().__init__()
+        if kernel % 2 == 0:
+            raise ValueError(f"RepConv needs an odd kernel, got {kernel}")
+        self.in_channels, self.out_channels, self.kernel = cin, cout, kernel
+        self.kxk = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+        self.pw = nn.Conv2d(cin, cout, 1)
+        self.identity = cin == cout
+        self.expand_in = nn.Conv2d(cin, expand * cout, 1)
+        self.expand_out = nn.Conv2d(expand * cout, cout, kernel)  # valid: the branch pads its input (forward)
+        self.edge_names = tuple(EDGE_FILTERS) if edges and kernel == 3 else ()
+        self.edge_in = nn.ModuleList(nn.Conv2d(cin, cout, 1) for _ in self.edge_names)
+        self.edge_scale = nn.ParameterList(nn.Parameter(torch.randn(cout, 1, 1) * 1e-3) for _ in self.edge_names)
+        self.edge_bias = nn.ParameterList(nn.Parameter(torch.zeros(cout)) for _ in self.edge_names)
+        for name in self.edge_names:
+            self.register_buffer(f"filter_{name}", torch.tensor(EDGE_FILTERS[name]), persistent=False)
+
+    def _edge_kernels(self) -> list[torch.Tensor]:
+        """Each edge branch's depthwise kernel, (cout, 1, 3, 3): the fixed filter times its learned scale."""
+        return [(getattr(self, f"filter_{name}") * scale)[:, None] for name, scale in
+                zip(self.edge_names, self.edge_scale, strict=True)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.kernel // 2
+        y = self.kxk(x) + self.pw(x)
+        if self.identity:
+            y = y + x
+        # Two-layer branches run their 1x1 on the zero-padded input, then a valid kxk: the border then holds the
+        # 1x1's bias, exactly what the single folded kxk convolution reproduces (ECBSR pads with the bias too).
+        xp = F.pad(x, (p, p, p, p))
+        y = y + self.expand_out(self.expand_in(xp))
+        x1 = F.pad(x, (1, 1, 1, 1)) if self.edge_names else x
+        for conv, kernel, bias in zip(self.edge_in, self._edge_kernels(), self.edge_bias, strict=True):
+            y = y + F.conv2d(conv(x1), kernel, bias, groups=self.out_channels)
+        return y
+
+    @torch.no_grad()
+    def fold(self) -> nn.Conv2d:
+        """The one kxk convolution (zero padding k // 2) equal to the sum of the branches."""
+        k, p = self.kernel, self.kernel // 2
+        w = self.kxk.weight.clone()
+        b = self.kxk.bias.clone()
+        w[:, :, p, p] += self.pw.weight[:, :, 0, 0]
+        b += self.pw.bias
+        if self.identity:
+            w[:, :, p, p] += torch.eye(self.out_channels, dtype=w.dtype)
+        # W2 * (W1 x + b1) = (W2 . W1) * x + sum over W2's taps of W2 b1.
+        w += torch.einsum("oekl,ei->oikl", self.expand_out.weight, self.expand_in.weight[:, :, 0, 0])
+        b += self.expand_out.bias + torch.einsum("oekl,e->o", self.expand_out.weight, self.expand_in.bias)
+        c = (k - 3) // 2  # a 3x3 edge kernel sits at the centre of the kxk one (k = 3 here)
+        for conv, kernel, bias in zip(self.edge_in, self._edge_kernels(), self.edge_bias, strict=True):
+            w[:, :, c:c + 3, c:c + 3] += kernel * conv.weight  # depthwise: out channel o reads 1x1 row o
+            b += bias + kernel.sum(dim=(1, 2, 3)) * conv.bias
+        folded = nn.Conv2d(self.in_channels, self.out_channels, k, padding=p, dtype=w.dtype, device=w.device)
+        folded.weight.copy_(w)
+        folded.bias.copy_(b)
+        return folded
+
+
+def reparameterize(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every :class:`RepConv` folded into its plain convolution; ``module`` itself when
+    it holds none (the trained module always keeps its training form)."""
+    if not any(isinstance(m, RepConv) for m in module.modules()):
+        return module
+    out = copy.deepcopy(module)
+    for child in list(out.modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, RepConv):
+                setattr(child, attr, sub.fold())
+    return out
