@@ -243,16 +243,23 @@ def test_both_trainers_share_one_schedule():
 
 
 def test_ship_records_the_init_from_chain_and_refuses_a_corrupt_checkpoint(tmp_path):
+    """A stage fine-tuned from a checkpoint (last.pt) or from the weights a finished run wrote (model.safetensors)
+    is recorded with the runs it came from, and their steps are counted."""
     from mobile_sr.models import ModelError
     from mobile_sr.train.ship import _stages
 
-    first, second = tmp_path / "a", tmp_path / "b"
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert CliRunner().invoke(main, _args(first, 3)).exit_code == 0
     assert CliRunner().invoke(main, _args(second, 2, ("--init-from", str(first / "last.pt")))).exit_code == 0
+    assert CliRunner().invoke(main, _args(third, 4, ("--init-from", str(second / "model.safetensors")))).exit_code == 0
     cfg = json.loads((second / "config.json").read_text())
-    stages = _stages(cfg, 2)
+    stages, steps, seconds = _stages(cfg)
     assert len(stages) == 2 and "--steps 3" in stages[0] and "--steps 2" in stages[1]
     assert "--init-from " in stages[1] and "/a/last.pt" in stages[1]  # paths as relative as where it ran
+    assert steps == 3 and seconds > 0  # the earlier run's; the caller adds this run's own
+    stages, steps, _ = _stages(json.loads((third / "config.json").read_text()))
+    assert [s.split("--steps ")[1].split()[0] for s in stages] == ["3", "2", "4"] and steps == 5
+    assert "/b/model.safetensors" in stages[2]
     (first / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="cannot read checkpoint"):
-        _stages(cfg, 2)
+        _stages(cfg)

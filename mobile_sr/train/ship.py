@@ -47,17 +47,34 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
     return line + (f"   # stopped at step {stopped_at}" if stopped_at is not None else "")
 
 
-def _stages(cfg: dict, step: int) -> list[str]:
-    """Commands of this run and of every run it was fine-tuned from (``--init-from`` a checkpoint)."""
-    stages = [train_command(cfg)]
-    src = cfg.get("init_from")
-    while src and Path(src).suffix == ".pt" and Path(src).exists():
-        ckpt = load_torch_file(Path(src))
-        prev = ckpt["train_config"]
-        stopped = ckpt["step"] if ckpt["step"] < prev["steps"] else None
-        stages.insert(0, train_command(prev, stopped))
-        src = prev.get("init_from")
-    return stages
+def _previous(src: str | None) -> tuple[dict, int, float] | None:
+    """(config, steps run, seconds) of the run an ``--init-from`` source came out of: a checkpoint (``.pt``), or the
+    weights a finished run folder wrote (``best``/``model.safetensors`` beside its config.json and summary.json);
+    None for a shipped model or any other file."""
+    if not src or not Path(src).exists():
+        return None
+    path = Path(src)
+    if path.suffix == ".pt":
+        ckpt = load_torch_file(path)
+        return ckpt["train_config"], ckpt["step"], ckpt["train_seconds"]
+    folder = path.parent
+    if path.suffix == ".safetensors" and (folder / "config.json").exists() and (folder / "summary.json").exists():
+        summary = json.loads((folder / "summary.json").read_text())
+        return json.loads((folder / "config.json").read_text()), summary["step"], summary["train_seconds"]
+    return None
+
+
+def _stages(cfg: dict) -> tuple[list[str], int, float]:
+    """Commands of every run this one was fine-tuned from (``--init-from``), oldest first, then this run's own
+    (not counted: the caller adds this run's steps and seconds), with those earlier runs' steps and seconds."""
+    stages, steps, seconds = [train_command(cfg)], 0, 0.0
+    prev = _previous(cfg.get("init_from"))
+    while prev is not None:
+        pcfg, pstep, psec = prev
+        stages.insert(0, train_command(pcfg, pstep if pstep < pcfg["steps"] else None))
+        steps, seconds = steps + pstep, seconds + psec
+        prev = _previous(pcfg.get("init_from"))
+    return stages, steps, seconds
 
 
 def pair_figures(model: Model, data_root: Path, cfg: dict) -> dict:
@@ -108,12 +125,8 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     model = load_model(run / weights)
     name, scale = cfg["model"], cfg["scale"]
     scores = published_scores(pipeline_for(model), data_root, model=name)
-    stages = _stages(cfg, summary["step"])
-    seconds, steps = summary["train_seconds"], summary["step"]
-    src = cfg.get("init_from")
-    if src and Path(src).suffix == ".pt" and Path(src).exists():
-        prev = load_torch_file(Path(src))
-        seconds, steps = seconds + prev["train_seconds"], steps + prev["step"]
+    stages, steps, seconds = _stages(cfg)
+    seconds, steps = seconds + summary["train_seconds"], steps + summary["step"]
     manifest = {
         "model": name, "scale": scale, "config": model.config,
         "command": stages[0] if len(stages) == 1 else stages,
