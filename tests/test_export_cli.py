@@ -54,6 +54,19 @@ def test_export_writes_artifact_sidecar_table_and_next_step(checkpoint, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [ARTIFACT, ARTIFACT + ".json"]
 
 
+@pytest.mark.extras("tflite")
+def test_shipped_fsrcnn_x3_exports_verified_to_onnx_and_tflite(tmp_path):
+    """x3 is the one FSRCNN scale whose sub-pixel rewrite needs a crop (a 4x4 sub-kernel, models/subpixel.py):
+    the crop must survive ONNX and onnx2tf, and the artifacts must score Set5 as PyTorch does."""
+    res = run("--target", "onnx,tflite", "--model", "fsrcnn", "--scale", "3", "--input-size", "63x63",
+              "-o", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    for name in ("fsrcnn_x3_63x63_fp32.onnx", "fsrcnn_x3_63x63_fp32.tflite"):
+        doc = json.loads(sidecar_path(tmp_path / name).read_text())
+        assert doc["verification"]["verified"] is True, doc["verification"]
+        assert doc["outputs"][0]["shape"].count(189) == 2  # 3 x 63 on both sides, NCHW or NHWC
+
+
 def test_no_verify_marks_the_artifact_unverified(checkpoint, tmp_path):
     res = run("--target", "onnx", "--model", str(checkpoint), "--input-size", "64x64", "-o", str(tmp_path),
               "--no-verify")

@@ -120,6 +120,9 @@ def test_unknown_model_and_missing_weights_are_clear():
         create_model("nope", 2)
     with pytest.raises(ModelError, match="no shipped weights for fsrcnn-s x3"):
         create_model("fsrcnn-s", 3)
+    # The default model serves x2 and x4; at x3 the message names the upscaler that ships x3.
+    with pytest.raises(ModelError, match=r"no shipped weights for ofa-l x3 .*x3 ships for: fsrcnn \(--model fsrcnn\)"):
+        create_model("ofa-l", 3)
     with pytest.raises(ModelError, match="neither a built-in model"):
         load_model("no/such/file.pt")
 

@@ -45,7 +45,7 @@ def test_fsrcnn_kernels_need_no_crop_at_x2_and_x4_and_one_at_x3():
         4: ((3, 3), (1, 1), 48, (0, 0, 0, 0))}
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4])
 def test_deployed_fsrcnn_matches_the_shipped_model_and_leaves_it_untouched(scale):
     model = create_model("fsrcnn", scale).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

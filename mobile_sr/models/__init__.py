@@ -194,8 +194,11 @@ def create_model(name: str, scale: Scale = 2, pretrained: bool = True, **config)
     path = spec.weights_path(scale)
     if pretrained and not path.exists():
         have = ", ".join(f"x{s:g}" for s in spec.shipped_scales()) or "none"
+        # The default model (ofa-l) serves x2 and x4 only: point a user asking for x3 at what does ship x3.
+        others = [n for n, o in MODELS.items() if n != name and o.role == spec.role and scale in o.shipped_scales()]
+        instead = f"; x{scale:g} ships for: {', '.join(others)} (--model {others[0]})" if others else ""
         raise ModelError(
-            f"no shipped weights for {name} x{scale:g} (shipped: {have}); train it with "
+            f"no shipped weights for {name} x{scale:g} (shipped: {have}){instead}; {'or ' if others else ''}train it with "
             f"`mobile-sr train --model {name} --scale {scale:g}` and pass the checkpoint"
         )
     # Shipped weights carry the config they were trained with (their manifest), like timm's pretrained cfg.
