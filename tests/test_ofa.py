@@ -197,13 +197,17 @@ def test_ofa_ddp_two_processes_match_one_process(tmp_path):
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     # Adam normalises each update, so float reduction-order noise in near-zero gradients (the zero-initialised
-    # output convolutions) can show up as small weight differences; a rank that trained on its own half of the
-    # batch would differ by the size of the updates themselves.
+    # upsampler convolutions) shows up as weight differences of up to ~11% of how far such a tensor moved (AVX-512
+    # host; 5% on AVX2). One process trained on half the batch differs by 70% over all weights and by more than
+    # 100% in the worst tensors, so both bounds below still tell an all-reduce from none.
     torch.manual_seed(0)
     init = OFASR().state_dict()
     for k in a:
         moved = (a[k] - init[k]).norm().item()
-        assert (a[k] - b[k]).norm().item() <= 0.05 * moved + 1e-5, (k, (a[k] - b[k]).norm(), moved)
+        assert (a[k] - b[k]).norm().item() <= 0.25 * moved + 1e-5, (k, (a[k] - b[k]).norm(), moved)
+    diff = sum((a[k] - b[k]).norm().item() ** 2 for k in a) ** 0.5
+    moved = sum((a[k] - init[k]).norm().item() ** 2 for k in a) ** 0.5
+    assert diff <= 0.01 * moved, (diff, moved)  # 0.02% measured
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-4, "training did not move the weights"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.evaluation import Jpeg, Pipeline, evaluate, pipeline_for
@@ -68,15 +67,18 @@ def test_the_supernet_and_three_subnets_per_scale_ship():
 
 @pytest.mark.parametrize("name,scale", OFA_SUBNETS)
 def test_shipped_subnet_is_cut_from_the_supernet_and_matches_its_manifest(name, scale):
-    """No retraining: the shipped subnet's weights are exactly the supernet's, sliced for its arch."""
+    """No retraining: the shipped subnet's weights are the supernet's, sliced for its arch (to float rounding)."""
     man = manifest(name, scale)
     assert man["command"].startswith(f"mobile-sr search --scale {scale} --latency-ms")
     assert man["measured"]["latency_ms"] > 0 and man["predicted"]["latency_ms"] <= man["budget_ms"]
     sub = create_model(name, scale)
     cut = create_model("ofa-sr").get_subnet(Arch.from_dict(man["arch"]))
     assert sub.config() == cut.config()
+    # Equal up to float rounding: a 3x3 or 5x5 kernel is the centre of the 7x7 passed through learned transform
+    # matrices (a matmul), whose last bit differs between CPUs (AVX-512 here, AVX2 where the subnets were cut).
+    # Any retraining would move weights by orders of magnitude more than 1e-6 of their range.
     for (k, a), b in zip(sub.state_dict().items(), cut.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
+        assert (a - b).abs().max() <= 1e-6 * a.abs().max(), k
     res = evaluate(Pipeline(sub, scale), load_benchmark("Set5", scale))
     assert res.psnr == pytest.approx(man["eval"]["Set5"]["psnr"], abs=0.01)
 
