@@ -36,15 +36,17 @@ def _cli(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess
 
 
 @pytest.mark.slow
-def test_resume_after_kill_is_bit_exact(tmp_path, kill_at_checkpoint):
+@pytest.mark.parametrize("extra", [(), ("--ema", "0.9")], ids=["plain", "ema"])
+def test_resume_after_kill_is_bit_exact(tmp_path, kill_at_checkpoint, extra):
+    """With --ema the average resumes too: the written weights are the average's, bit for bit."""
     steps = 60
-    ref = _cli(_args(tmp_path / "ref", steps))
-    kill_at_checkpoint(_args(tmp_path / "run", steps), 30, tmp_path / "held")
+    ref = _cli(_args(tmp_path / "ref", steps, extra))
+    kill_at_checkpoint(_args(tmp_path / "run", steps, extra), 30, tmp_path / "held")
     ckpt = tmp_path / "run" / "last.pt"
     assert torch.load(ckpt, weights_only=True)["step"] == 30
     assert not (tmp_path / "run" / "model.safetensors").exists()
     assert ref.wait(timeout=600) == 0, ref.stdout.read()
-    resumed = _cli(_args(tmp_path / "run", steps, ("--resume",)))
+    resumed = _cli(_args(tmp_path / "run", steps, ("--resume", *extra)))
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     a = load_file(tmp_path / "ref" / "model.safetensors")
     b = load_file(tmp_path / "run" / "model.safetensors")
@@ -214,12 +216,28 @@ def test_cosine_schedule_shape():
     assert lr_at(cfg, 999) == pytest.approx(1e-5, rel=1e-3)
 
 
+def test_ema_writes_the_average_and_keeps_the_raw_weights_to_resume(tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, _args(out, 6, ("--ema", "0.5", "--val-every", "3")))
+    assert r.exit_code == 0, r.output
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    final, best = load_file(out / "model.safetensors"), load_file(out / "best.safetensors")
+    ema = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    assert final.keys() <= ema.keys() and all(torch.equal(final[k], ema[k]) for k in final)
+    assert any(not torch.equal(final[k], ckpt["model"][k]) for k in final)  # not the raw weights
+    assert best.keys() == final.keys()
+    # The average is its own state: resuming under another decay would silently mix two averages.
+    again = CliRunner().invoke(main, _args(out, 8, ("--resume", "--ema", "0.9")))
+    assert again.exit_code == 2 and "error: --resume: ema differs" in again.output, again.output
+
+
 @pytest.mark.parametrize("model,extra,flag", [
     ("ofa-sr", ("--steps", "10"), "--steps"),
     ("ofa-sr", ("--scale", "4"), "--scale"),
     ("ofa-sr", ("--loss", "charbonnier", "--arch", "width=8"), "--loss, --arch"),
     ("fsrcnn", ("--phase-steps", "1,1,1,1"), "--phase-steps"),
     ("elsr", ("--shrink-lr", "1e-4", "--subnets", "3"), "--shrink-lr, --subnets"),
+    ("ofa-sr", ("--ema", "0.999"), "--ema"),
 ])
 def test_an_option_of_the_other_trainer_is_refused_not_ignored(tmp_path, model, extra, flag):
     out = tmp_path / "run"

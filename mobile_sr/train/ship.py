@@ -31,7 +31,7 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
         flags += ["--data", d]
     flags += ["--out", rel(cfg["out"])]
     for key in ("steps", "batch", "patch", "lr", "tail_lr_scale", "warmup", "loss", "init", "init_from", "seed",
-                "val_every", "ckpt_every", "lr_weight", "jpeg", "lr_codec"):
+                "val_every", "ckpt_every", "lr_weight", "jpeg", "lr_codec", "ema"):
         if cfg.get(key, defaults[key]) != defaults[key]:
             value = rel(cfg[key]) if key == "init_from" else str(cfg[key])
             flags += ["--lambda" if key == "lr_weight" else "--" + key.replace("_", "-"), value]

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..core.files import atomic_write, atomic_write_text, check_writable_dir
@@ -128,6 +129,9 @@ class TrainConfig:
     jpeg: str | None = None  # "LO-HI[@P]": JPEG-aware training through a differentiable JPEG (train/channel.py)
     # Upscalers only: "CODEC:LO-HI[/STEP][@P]", LR through a real video codec at a CRF of the range (data/codec_lr.py)
     lr_codec: str | None = None
+    # Decay of an exponential moving average of the weights (0: none). With it, validation, best.safetensors and
+    # model.safetensors are the average's weights; the raw weights and the average both resume from last.pt.
+    ema: float = 0.0
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -138,6 +142,8 @@ class TrainConfig:
             raise ValueError(f"unknown init {self.init!r}; use paper or bicubic")
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"--ema {self.ema}: the decay must be in [0, 1) (e.g. 0.999; 0 turns it off)")
         if not self.lr_weight >= 0:
             raise ValueError(f"the LR weight (lambda) must be >= 0, got {self.lr_weight}")
         if self.jpeg is not None:
@@ -299,22 +305,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         {"params": [p for p in model.parameters() if id(p) in tail_ids], "lr_scale": cfg.tail_lr_scale},
     ]
     opt = torch.optim.Adam(groups, lr=cfg.lr)
+    # The average starts as a copy of the weights (AveragedModel's first update) and follows every step.
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+           if cfg.ema else None)
     step, best, elapsed, history = 0, -math.inf, 0.0, []
     if resume:
         ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
         for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained", "jpeg",
-                    "lr_codec"):
+                    "lr_codec", "ema"):
             if saved.get(key, asdict(cfg)[key]) != asdict(cfg)[key]:
                 raise ValueError(f"--resume: {key} differs from the checkpoint ({saved.get(key)!r} vs {asdict(cfg)[key]!r})")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         step, best, elapsed, history = ckpt["step"], ckpt["best_psnr"], ckpt["train_seconds"], ckpt["history"]
     elif rank == 0:
         write_config(out, asdict(cfg))
 
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     meta = {"model": cfg.model, "scale": cfg.scale, "config": model.config()}
+    shipped: nn.Module = ema.module if ema is not None else model  # what is validated and written as weights
 
     saved_step = step if resume else None  # the step of the checkpoint on disk, for the error line
 
@@ -325,7 +337,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     def checkpoint() -> None:
         nonlocal saved_step
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best_psnr": best,
-                 "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta}
+                 "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta,
+                 **({"ema": ema.state_dict()} if ema is not None else {})}
         written([ckpt_path], kept(), atomic_save, state, ckpt_path)
         saved_step = step
         hold_for_test(step)
@@ -345,17 +358,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         now = time.perf_counter()
         elapsed += now - t_last
         t_last = now
         if rank == 0:
             if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                model.eval()
-                res = evaluate(validation_pipeline(model, cfg.scale), val, with_ssim=False)
+                shipped.eval()
+                res = evaluate(validation_pipeline(shipped, cfg.scale), val, with_ssim=False)
                 val_psnr = res.psnr
                 val_lr = f"{res.lr_psnr:.1f}" if res.lr_psnr is not None else ""
-                codec_psnr = evaluate(Pipeline(model, cfg.scale), val_codec, with_ssim=False).psnr if val_codec else None
+                codec_psnr = (evaluate(Pipeline(shipped, cfg.scale), val_codec, with_ssim=False).psnr
+                              if val_codec else None)
                 history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed,
                                 **({"val_lr_psnr": res.lr_psnr} if res.lr_psnr is not None else {}),
                                 **({"val_codec_psnr": codec_psnr} if codec_psnr is not None else {})})
@@ -363,7 +379,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     best = val_psnr
                     best_path = out / "best.safetensors"
                     written([best_path, best_path.with_suffix(".json")], kept(),
-                            write_weights, model, {**meta, "step": step, "val_psnr": val_psnr}, best_path)
+                            write_weights, shipped, {**meta, "step": step, "val_psnr": val_psnr}, best_path)
                 t_last = time.perf_counter()  # validation is not training time
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 checkpoint()
@@ -375,7 +391,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if rank == 0:
         final = out / "model.safetensors"
         written([final, final.with_suffix(".json")], kept(),
-                write_weights, model, {**meta, "step": step, "train_seconds": elapsed}, final)
+                write_weights, shipped, {**meta, "step": step, "train_seconds": elapsed}, final)
         written([out / "summary.json"], kept(), atomic_write_text, out / "summary.json",
                 json.dumps({**summary, "history": history}, indent=2) + "\n")
     if world > 1:
