@@ -125,6 +125,8 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path: Path) -> None:
             V.transcode(src, dst, lambda x: x, preset="ultrafast")
         assert "\n" not in str(err.value)
         assert not dst.exists()
+        with pytest.raises(V.VideoError, match=why):  # reading alone (upscale, compare) says the same
+            list(V.iter_video(src))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -153,6 +153,15 @@ class Frame:
     time_base: Fraction | None
 
 
+def _one_size(src: Path, size: tuple[int, int] | None, frame, n: int) -> tuple[int, int]:  # noqa: ANN001
+    """The stream's frame size: the first frame's; VideoError when frame ``n`` has another (every consumer, an
+    encoder or a fixed-size artifact, needs one size)."""
+    if size is not None and (frame.width, frame.height) != size:
+        raise VideoError(f"{src}: the resolution changes in mid-stream at frame {n} ({size[0]}x{size[1]} "
+                         f"-> {frame.width}x{frame.height}); split the video where it changes")
+    return (frame.width, frame.height)
+
+
 def iter_video(src: Path, limit: int | None = None) -> Iterator[Frame]:
     """Frames of a video file or frame folder with their timestamps, one at a time; VideoError when the size
     changes in mid-stream (a file) or between files (a folder): every consumer needs one frame size."""
@@ -174,11 +183,7 @@ def iter_video(src: Path, limit: int | None = None) -> Iterator[Frame]:
         size, n = None, 0
         try:
             for frame in c.decode(stream):
-                if size is None:
-                    size = (frame.width, frame.height)
-                elif (frame.width, frame.height) != size:
-                    raise VideoError(f"{src}: the resolution changes in mid-stream at frame {n} ({size[0]}x{size[1]} "
-                                     f"-> {frame.width}x{frame.height}); split the video where it changes")
+                size = _one_size(src, size, frame, n)
                 yield Frame(_to_tensor(frame), frame.pts, frame.time_base)
                 n += 1
                 if limit is not None and n >= limit:
@@ -380,12 +385,7 @@ def _transcode_into(av, out, src: Path, info: VideoInfo, transform: Transform, c
                                 audio += _mux_all(out, held, aout)
                         continue
                     for frame in packet.decode():
-                        if size is None:
-                            size = (frame.width, frame.height)
-                        elif (frame.width, frame.height) != size:
-                            raise VideoError(f"{src}: the resolution changes in mid-stream at frame {frames} "
-                                             f"({size[0]}x{size[1]} -> {frame.width}x{frame.height}); split the video "
-                                             "where it changes")
+                        size = _one_size(src, size, frame, frames)
                         put(_to_tensor(frame), frame.pts, frame.time_base)
             except av.FFmpegError as exc:  # a damaged input (our own muxing of valid frames does not fail)
                 raise VideoError(f"{src}: cannot decode frame {frames} ({_reason(exc)})") from None
