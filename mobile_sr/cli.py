@@ -368,6 +368,7 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
         click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr downscale "
                    f"--model {model_spec}); other LR images, bicubic ones included, are restored less well", err=True)
     runner = runtime_upscaler(model, runtime, tile=tile or None, overlap=overlap)
+
     def one(inp: Path, out: Path) -> str:
         spent = runner.export_seconds
         res = upscale_file(model.upscaler, model.scale, inp, out, tile=tile or None, overlap=overlap,

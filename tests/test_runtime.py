@@ -91,18 +91,32 @@ def test_spans_tile_the_side_with_context(n, window, overlap):
         assert start + window - bottom >= overlap or start + window == n
 
 
-@pytest.mark.extras("onnx")
-def test_default_model_upscales_on_the_fastest_runtime_like_torch(tmp_path):
-    """The user's command: ofa-l, default runtime (the fastest installed) against --runtime torch, PNG bytes."""
-    assert rt.fastest_installed() == "onnx"  # onnx is first in PREFERENCE and installed (the extras mark)
+@pytest.mark.extras("onnx", "tflite", "executorch")
+def test_default_model_upscales_on_the_fastest_runtime_like_torch(tmp_path, cache):
+    """The user's command: ofa-l, default runtime (auto: the one that ran a window fastest, timed once) against
+    --runtime torch, PNG bytes."""
     fast = CliRunner().invoke(main, ["upscale", str(BABY), "-o", str(tmp_path / "fast.png")])
     eager = CliRunner().invoke(main, ["upscale", str(BABY), "-o", str(tmp_path / "eager.png"), "--runtime", "torch"])
     assert fast.exit_code == 0 and eager.exit_code == 0, fast.output + eager.output
-    assert "onnxruntime" in fast.output and "fp32" in fast.output and "PyTorch" in eager.output
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png")).astype(int) for n in ("fast", "eager"))
     assert a.shape == b.shape == (512, 512, 3) and np.abs(a - b).max() <= 1
+    (kept,) = cache.glob("runtime/fastest_ofa-l_x2_272x272_*.json")
+    doc = json.loads(kept.read_text())
+    assert set(doc["ms"]) == set(rt.RUNTIMES) and doc["runtime"] == min(doc["ms"], key=doc["ms"].get)
+    assert f"{rt.NAMES[doc['runtime']]} " in fast.output and "of it exporting, once" in fast.output
     again = CliRunner().invoke(main, ["upscale", str(BABY), "-o", str(tmp_path / "again.png")])
-    assert "exporting" in fast.output and "exporting" not in again.output  # the artifact came from the cache
+    # The choice and the artifacts came from the cache: nothing is timed or exported again, and the output is the same.
+    assert "exporting" not in again.output
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "fast.png").read_bytes()
+
+
+def test_auto_with_only_pytorch_installed_times_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(rt, "installed", lambda: ["torch"])
+    runner = rt.runtime_upscaler(load_model("elsr", 2), "auto")
+    assert runner.runtime == "auto" and runner.describe() == "auto (no image ran)"  # picked at the first image
+    runner.tiled(read_rgb(BIRD), torch.uint8)
+    assert runner.runtime == "torch" and runner.choice is not None and runner.choice.ms == {}
+    assert "auto" not in runner.describe()
 
 
 @pytest.mark.slow
@@ -140,7 +154,7 @@ def test_a_runtime_that_is_not_installed_is_one_line(monkeypatch, tmp_path):
     real = rt.importlib.util.find_spec
     monkeypatch.setattr(rt.importlib.util, "find_spec", lambda name, package=None: None if name in ("onnxruntime", "tensorflow",
                                                                                         "executorch") else real(name, package))
-    assert rt.installed() == ["torch"] and rt.fastest_installed() == "torch"
+    assert rt.installed() == ["torch"]
     for cmd, extra in [(["upscale", str(BABY), "-o", str(tmp_path / "o.png")], "onnx"), (["eval"], "tflite")]:
         runtime = "onnx" if extra == "onnx" else "tflite"
         r = CliRunner().invoke(main, [*cmd, "--runtime", runtime])
@@ -156,7 +170,6 @@ def test_the_cli_offers_every_runtime():
     for cmd in (upscale, eval_cmd):
         (opt,) = [p for p in cmd.params if p.name == "runtime"]
         assert tuple(opt.type.choices) == ("auto", *rt.RUNTIMES) and opt.default == "auto"
-    assert sorted(rt.PREFERENCE) == sorted(rt.RUNTIMES)
 
 
 @pytest.mark.extras("onnx")

@@ -9,6 +9,7 @@ printed inside such a block: errors travel as exceptions and are printed after i
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
@@ -32,12 +33,17 @@ def native_quiet() -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     sink = tempfile.TemporaryFile()
+    # Some bindings (ExecuTorch's pybind11 logging) write C++ notices through Python's sys.stdout/sys.stderr
+    # instead of the descriptors: catch those too.
+    streams, text = (sys.stdout, sys.stderr), io.StringIO()
     _state["depth"] += 1
     try:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = text
         yield
     finally:
+        sys.stdout, sys.stderr = streams
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved[0], 1)
@@ -47,6 +53,6 @@ def native_quiet() -> Iterator[None]:
         _state["depth"] -= 1
         if _state["verbose"]:
             sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
+            sys.stderr.write(sink.read().decode(errors="replace") + text.getvalue())
             sys.stderr.flush()
         sink.close()

@@ -1,5 +1,10 @@
 """``upscale`` and ``eval`` in the fastest installed runtime, with PyTorch eager's output to 1/255.
 
+Which runtime is fastest depends on the model: on one host ONNX Runtime ran the OFA subnets 1.4-1.6x faster than
+either XNNPACK runtime, while ExecuTorch ran FSRCNN 1.9x faster than ONNX Runtime (README, the fair comparison).
+So ``auto`` times one window of the deployed model in every installed runtime, once, and keeps the choice in the
+cache beside the artifacts (:func:`choose`); the artifacts it exported to time them are the ones later runs use.
+
 PyTorch eager runs these small conv nets at ~15% of the matmul peak; ONNX Runtime, LiteRT and ExecuTorch
 (XNNPACK) run the same fp32 graph 2-4x faster (README, "Upscaling images"). So the deployed upscaler is
 exported fp32 by the format's own ``export`` and run by its ``load``, exactly as ``mobile-sr export`` and
@@ -27,11 +32,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -39,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.files import check_writable_dir, place, staging
+from ..core.files import atomic_write_text, check_writable_dir, place, staging
 from ..core.quiet import native_quiet
 from ..inference import OVERLAP, upscale_tiled
 from ..models import Model
@@ -48,9 +55,12 @@ from . import FORMATS
 from .common import ExportError, ExportWrapper, versions
 
 RUNTIMES = ("torch", "onnx", "tflite", "executorch")
-# Fastest first. Median ms of one 272x272 ofa-l x2 fp32 tile, one thread, on the 2-core EPYC while two training
-# runs shared it (mobile-sr bench): onnxruntime 168, LiteRT 238, ExecuTorch 315, PyTorch eager 634 (README).
-PREFERENCE = ("onnx", "tflite", "executorch", "torch")
+AUTO_RUNS = 3  # timed runs per runtime after one warm-up; the minimum counts (other load only adds time)
+# auto weighs each runtime's start-up (its Python import: ExecuTorch's takes ~3 s, the others' well under 0.1 s) against
+# its time per window over the windows of one 12 MP output, a phone photo: a runtime that only wins per window does
+# not win a single small image.
+AUTO_OUTPUT_PIXELS = 12e6
+IMPORTS = {"onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter", "executorch": "executorch.runtime"}
 PRECISION = "fp32"  # int8 cannot reproduce PyTorch to 1/255; fp16 does not run faster on a CPU
 DEFAULT_TILE = 256  # LR tile core when the caller runs whole images (eval): upscale's default
 NAMES = {"torch": "PyTorch", "onnx": "onnxruntime", "tflite": "LiteRT", "executorch": "ExecuTorch"}
@@ -69,14 +79,11 @@ def installed() -> list[str]:
     return [r for r in RUNTIMES if r == "torch" or all(importlib.util.find_spec(m) for m in FORMATS[r].modules)]
 
 
-def fastest_installed() -> str:
-    return next(r for r in PREFERENCE if r in installed())
-
-
 def resolve(runtime: str) -> str:
-    """``auto`` -> the fastest installed runtime; a named one must be installed (RuntimeMissing otherwise)."""
+    """``auto`` stays ``auto`` (the model decides, see :func:`choose`); a named runtime must be installed
+    (RuntimeMissing otherwise). Called before any work, so that a missing runtime is one line up front."""
     if runtime == "auto":
-        return fastest_installed()
+        return runtime
     if runtime not in RUNTIMES:
         raise ExportError(f"unknown runtime {runtime!r}; choose one of: auto, {', '.join(RUNTIMES)}")
     if runtime not in installed():
@@ -151,6 +158,7 @@ class Runner:
     overlap: int = OVERLAP
     threads: int = field(default_factory=torch.get_num_threads)
     on_export: Callable[[str], None] | None = None
+    choice: Choice | None = None  # how ``auto`` picked ``runtime``, when it did
     sessions: dict[tuple[int, int], Run] = field(default_factory=dict, repr=False)
     exports: int = 0  # artifacts built (not found in the cache) by this runner
     export_seconds: float = 0.0  # and the time they took
@@ -160,8 +168,20 @@ class Runner:
         """The artifact's input size for images at least that large; None: each image's own size."""
         return None if self.tile is None else (self.tile + 2 * self.overlap,) * 2  # type: ignore[return-value]
 
+    def resolve(self) -> None:
+        """``auto``: pick the runtime now (see :func:`choose`), at the first image, so that a bad input is refused
+        before any timing or export."""
+        if self.runtime == "auto":
+            t0 = time.perf_counter()
+            self.choice = choose(self.name, self.module, self.scale, self.window, self.threads, self.on_export)
+            self.runtime = self.choice.runtime
+            if not self.choice.cached and self.choice.ms:  # exports and timing: a one-time cost, like an export
+                self.export_seconds += time.perf_counter() - t0
+
     def describe(self) -> str:
         """``onnxruntime 1.32.0 (fp32, 272x272 tiles, 1 thread)``: what ran, for the ``runtime:`` line."""
+        if self.runtime == "auto":
+            return "auto (no image ran)"
         version = metadata.version(DISTRIBUTIONS[self.runtime])
         if self.runtime == "torch":
             how = f"eager, fp32, {self.tile}-pixel LR tiles" if self.tile else "eager, fp32, whole images"
@@ -171,10 +191,12 @@ class Runner:
             smaller = any(size != self.window for size in self.sessions)
             how = f"{PRECISION}, {self.window[0]}x{self.window[1]} tiles" + (", smaller images whole" if smaller else "")
         threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
-        return f"{NAMES[self.runtime]} {version} ({how}, {threads})"
+        return f"{NAMES[self.runtime]} {version} ({how}, {threads})" + (self.choice.describe() if self.choice else "")
 
     def brief(self) -> str:
         """``onnxruntime 1.32.0 fp32``: what ran, short enough for every line of a folder's output."""
+        if self.runtime == "auto":
+            return "auto (no image ran)"
         how = "eager" if self.runtime == "torch" else PRECISION
         return f"{NAMES[self.runtime]} {metadata.version(DISTRIBUTIONS[self.runtime])} {how}"
 
@@ -182,22 +204,25 @@ class Runner:
         return self.tiled(x[0], torch.float32)[None]
 
     def tiled(self, lr: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        self.resolve()
         if self.runtime == "torch":
             return upscale_tiled(self.module, lr, self.scale, tile=self.tile, overlap=self.overlap, out_dtype=dtype)
         c, h, w = lr.shape
         wh, ww = (min(h, self.window[0]), min(w, self.window[1])) if self.window else (h, w)
         run, s = self.session(wh, ww), self.scale
         out = torch.empty(c, h * s, w * s, dtype=dtype)
-        for y0, top, bottom in spans(h, wh, self.overlap):
-            for x0, left, right in spans(w, ww, self.overlap):
-                x = np.ascontiguousarray(lr[None, :, y0 : y0 + wh, x0 : x0 + ww].numpy(), dtype=np.float32)
-                y = torch.from_numpy(run(x))[0]
-                core = y[:, (top - y0) * s : (bottom - y0) * s, (left - x0) * s : (right - x0) * s]
-                out[:, top * s : bottom * s, left * s : right * s] = levels(core, dtype)
+        with native_quiet():  # ExecuTorch's cpuinfo notices when a thread pool first runs
+            for y0, top, bottom in spans(h, wh, self.overlap):
+                for x0, left, right in spans(w, ww, self.overlap):
+                    x = np.ascontiguousarray(lr[None, :, y0 : y0 + wh, x0 : x0 + ww].numpy(), dtype=np.float32)
+                    y = torch.from_numpy(run(x))[0]
+                    core = y[:, (top - y0) * s : (bottom - y0) * s, (left - x0) * s : (right - x0) * s]
+                    out[:, top * s : bottom * s, left * s : right * s] = levels(core, dtype)
         return out
 
     def session(self, h: int, w: int) -> Run:
         """The opened artifact for ``h`` x ``w`` inputs: from this runner, else from the cache, else exported."""
+        self.resolve()
         if (h, w) not in self.sessions:
             self.sessions[(h, w)] = self.open(h, w)
         return self.sessions[(h, w)]
@@ -248,6 +273,111 @@ class Runner:
         return model_hash(self.module, self.scale, self.runtime)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """``auto``'s pick: the installed runtime with the least time for one ``window`` of the model."""
+
+    runtime: str
+    ms: dict[str, float]  # the least ms of one window per runtime (empty: only one runtime installed)
+    startup_ms: dict[str, float]  # the runtime's import in a fresh process
+    windows: float  # windows of one AUTO_OUTPUT_PIXELS output
+    window: tuple[int, int]
+    cached: bool  # read from the cache, not timed by this process
+
+    def cost_ms(self, runtime: str) -> float:
+        return self.startup_ms.get(runtime, 0.0) + self.windows * self.ms[runtime]
+
+    def describe(self) -> str:
+        if not self.ms:
+            return ""
+        timed = ", ".join(f"{NAMES[r]} {self.ms[r]:.1f} ms" + (f" + {self.startup_ms[r] / 1e3:.1f} s start-up"
+                                                                if self.startup_ms.get(r, 0) >= 100 else "")
+                          for r in sorted(self.ms, key=self.cost_ms))
+        when = ", timed earlier" if self.cached else ""
+        return (f"; auto: the fastest for a {AUTO_OUTPUT_PIXELS / 1e6:g} MP output ({self.windows:.0f} windows of "
+                f"{self.window[0]}x{self.window[1]}) of {timed}{when}")
+
+
+def choose(name: str, module: torch.nn.Module, scale: int, window: tuple[int, int] | None, threads: int,
+           on_export: Callable[[str], None] | None = None) -> Choice:
+    """The installed runtime that runs one ``window`` (default: a 256-pixel tile with its overlap) of the deployed
+    ``module`` fastest, timed once and kept in the cache, keyed by everything the artifacts are keyed by, the
+    window, the thread count and the CPU. Each runtime is timed on its cached artifact (exported here if absent),
+    so its first ``upscale`` exports nothing more."""
+    candidates = installed()
+    h, w = window or (DEFAULT_TILE + 2 * OVERLAP,) * 2
+    core = max(h - 2 * OVERLAP, 1) * max(w - 2 * OVERLAP, 1)
+    windows = max(AUTO_OUTPUT_PIXELS / scale**2 / core, 1.0)
+    if len(candidates) == 1:
+        return Choice(candidates[0], {}, {}, windows, (h, w), False)
+    # The artifacts' keys (weights, structure, sources, tool versions, torch's included) and the candidates.
+    doc = {"keys": {r: model_hash(module, scale, r) for r in candidates if r != "torch"}, "candidates": candidates,
+           "window": [h, w], "threads": threads, "cpu": _cpu()}
+    key = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    path = writable_cache() / f"fastest_{name}_x{scale}_{h}x{w}_{threads}t_{key[:32]}.json"
+    try:
+        kept = json.loads(path.read_text())
+        if kept["runtime"] in candidates and set(kept["ms"]) == set(candidates):
+            return Choice(kept["runtime"], {r: float(v) for r, v in kept["ms"].items()},
+                          {r: float(v) for r, v in kept["startup_ms"].items()}, windows, (h, w), True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # absent or unreadable: time them again
+    if on_export is not None:
+        on_export(f"timing {name} x{scale} in {', '.join(NAMES[r] for r in candidates)} to pick the fastest (once: "
+                  f"cached in {path.parent})")
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    ms: dict[str, float] = {}
+    for r in candidates:
+        run = _eager(module) if r == "torch" else Runner(name, module, scale, r, threads=threads,
+                                                         on_export=on_export).session(h, w)
+        samples = []
+        with native_quiet():  # ExecuTorch's cpuinfo notices on its first run
+            for i in range(1 + AUTO_RUNS):
+                t0 = time.perf_counter()
+                run(x)
+                if i:
+                    samples.append((time.perf_counter() - t0) * 1e3)
+        ms[r] = round(min(samples), 3)
+        del run
+    startup = {r: _import_ms(r) for r in candidates if r != "torch"}  # torch is imported already
+    choice = Choice("", ms, startup, windows, (h, w), False)
+    best = min(ms, key=choice.cost_ms)
+    atomic_write_text(path, json.dumps({"runtime": best, "ms": ms, "startup_ms": startup, "windows": windows, **doc},
+                                       indent=1) + "\n")
+    choice = replace(choice, runtime=best)
+    if on_export is not None:
+        on_export(f"auto picked {NAMES[best]}{choice.describe().removeprefix('; auto')}")
+    return choice
+
+
+def _import_ms(runtime: str) -> float:
+    """Milliseconds a fresh process spends importing ``runtime``'s Python module (after torch, which mobile-sr
+    always imports); 0 when it cannot be measured."""
+    code = (f"import time, torch; t = time.perf_counter(); import {IMPORTS[runtime]}; "
+            "print((time.perf_counter() - t) * 1e3)")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        return round(float(out.stdout.split()[-1]), 1) if out.returncode == 0 else 0.0
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return 0.0
+
+
+def _eager(module: torch.nn.Module) -> Run:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def _cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 _fallback: list[tempfile.TemporaryDirectory] = []  # the per-process cache when the real one is not writable
 
 
@@ -266,7 +396,8 @@ def writable_cache() -> Path:
 def runtime_upscaler(model: Model, runtime: str, tile: int | None = DEFAULT_TILE, overlap: int = OVERLAP,
                      threads: int | None = None, on_export: Callable[[str], None] | None = None) -> Runner:
     """The deployed upscaler of ``model`` (a pair's phone side; its downscaler stays in PyTorch) in ``runtime``
-    (``auto`` or one of RUNTIMES), ``tile`` x ``tile`` LR cores with ``overlap`` pixels of context each."""
+    (``auto``: see :func:`choose`, or one of RUNTIMES), ``tile`` x ``tile`` LR cores with ``overlap`` pixels of
+    context each."""
     model = deploy(model)
     return Runner(model.name, model.upscaler.eval(), int(model.scale), resolve(runtime), tile, overlap,
                   threads or torch.get_num_threads(), on_export=on_export)
