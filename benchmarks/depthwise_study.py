@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from mobile_sr.bench import host
 from mobile_sr.bench.latency_table import LayerConfig, export_layer
 from mobile_sr.core.quiet import native_quiet
+from mobile_sr.core.weights import cpu_name
 
 
 def tflite_ops(path: Path) -> list[str]:
@@ -94,13 +94,6 @@ def builtin_session(path: Path) -> host.Session:
     return host.Session("LiteRT built-in kernels", interp.invoke)
 
 
-def host_cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def cpu_ms(opener, runs: int) -> float:
     with host.torch_threads(1):
         return round(host.time_session(opener, 2, runs).latency.cpu_median_ms, 3)
@@ -145,7 +138,7 @@ def taps_probe(channels: int, size: int, runs: int) -> list[dict]:
         cfg = LayerConfig(channels, channels, 1, size, size, groups=channels)
         for kh, kw in PROBE:
             path = keras_layer(cfg, Path(tmp) / f"k{kh}x{kw}.tflite", (kh, kw))
-            ms = cpu_ms(lambda p=path: host.open_session("tflite", p, (1, channels, size, size), 1), runs)
+            ms = timed("tflite", path, (1, channels, size, size), runs)
             rows.append({"kernel": f"{kh}x{kw}", "taps": kh * kw, "channels": channels, "litert_ms": ms})
             print(f"{kh}x{kw} ({kh * kw} taps): {ms:.2f} ms", flush=True)
     return rows
@@ -173,7 +166,7 @@ def main() -> None:
     print("\n| kernel | taps | LiteRT ms |\n|---|---|---|")
     for r in probe:
         print(f"| {r['kernel']} | {r['taps']} | {r['litert_ms']:.1f} |")
-    meta = {"host": host_cpu(), "ai_edge_litert": metadata.version("ai-edge-litert"),
+    meta = {"host": cpu_name(), "ai_edge_litert": metadata.version("ai-edge-litert"),
             "tensorflow": metadata.version("tensorflow-cpu"), "onnxruntime": metadata.version("onnxruntime"),
             "executorch": metadata.version("executorch"), "metric": "median CPU ms per run, 1 thread",
             "runs": args.runs}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..core.text import describe
+from ..core.weights import cpu_name
 from . import host
 from .adb import Adb, AdbError, find_adb, select_device
 from .artifact import Artifact
@@ -40,13 +40,7 @@ class AdbPlan:
 
 def host_device() -> dict:
     """The device section for this machine (CPU name, machine type, OS, cores)."""
-    cpu = None
-    try:
-        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = m.group(1).strip() if m else None
-    except OSError:
-        pass
-    return {"kind": "host", "serial": None, "manufacturer": None, "model": cpu or platform.processor() or None,
+    return {"kind": "host", "serial": None, "manufacturer": None, "model": cpu_name(),
             "abi": platform.machine() or None, "os": platform.platform(), "sdk": None, "soc": None,
             "cpu_cores": os.cpu_count(), "thermal_start": None, "thermal_end": None}
 

@@ -3,7 +3,8 @@
 
 The manifest is the record the guide asks of every shipped model: the exact command, steps, wall time,
 data, and the figures measured under the published protocol. :func:`write_weights` is the one writer;
-:func:`rel` and :func:`hardware` keep what the manifests say about paths and machines the same everywhere.
+:func:`rel`, :func:`hardware` and :func:`cpu_name` keep what the manifests (and benchmarks) say about paths and
+machines the same everywhere.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -35,6 +37,17 @@ def write_weights(module: nn.Module, meta: dict, path: str | os.PathLike) -> Pat
 def rel(path: str | os.PathLike) -> str:
     """Paths in a manifest are relative to where training ran, never machine-specific."""
     return os.path.relpath(path) if os.path.isabs(path) else str(path)
+
+
+def cpu_name() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``), else the platform's processor string; None when neither says."""
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        if m:
+            return m.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def hardware(threads: int) -> str:

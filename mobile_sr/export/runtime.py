@@ -32,7 +32,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import torch
 
 from ..core.files import atomic_write_text, check_writable_dir, place, staging
 from ..core.quiet import native_quiet
+from ..core.weights import cpu_name
 from ..inference import OVERLAP, upscale_tiled
 from ..models import Model
 from ..models.deploy import deploy
@@ -312,7 +312,7 @@ def choose(name: str, module: torch.nn.Module, scale: int, window: tuple[int, in
         return Choice(candidates[0], {}, {}, windows, (h, w), False)
     # The artifacts' keys (weights, structure, sources, tool versions, torch's included) and the candidates.
     doc = {"keys": {r: model_hash(module, scale, r) for r in candidates if r != "torch"}, "candidates": candidates,
-           "window": [h, w], "threads": threads, "cpu": _cpu()}
+           "window": [h, w], "threads": threads, "cpu": cpu_name()}
     key = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
     path = writable_cache() / f"fastest_{name}_x{scale}_{h}x{w}_{threads}t_{key[:32]}.json"
     try:
@@ -339,7 +339,7 @@ def choose(name: str, module: torch.nn.Module, scale: int, window: tuple[int, in
                     samples.append((time.perf_counter() - t0) * 1e3)
         ms[r] = round(min(samples), 3)
         del run
-    startup = {r: _import_ms(r) for r in candidates if r != "torch"}  # torch is imported already
+    startup = _startup_ms([r for r in candidates if r != "torch"])  # torch is imported already
     choice = Choice("", ms, startup, windows, (h, w), False)
     best = min(ms, key=choice.cost_ms)
     atomic_write_text(path, json.dumps({"runtime": best, "ms": ms, "startup_ms": startup, "windows": windows, **doc},
@@ -348,6 +348,23 @@ def choose(name: str, module: torch.nn.Module, scale: int, window: tuple[int, in
     if on_export is not None:
         on_export(f"auto picked {NAMES[best]}{choice.describe().removeprefix('; auto')}")
     return choice
+
+
+def _startup_ms(runtimes: list[str]) -> dict[str, float]:
+    """Each runtime's import time (:func:`_import_ms`): a property of the machine and the installed versions, not
+    of the model, so it is measured once and kept in the cache for every later model."""
+    doc = {"versions": versions(*(DISTRIBUTIONS[r] for r in runtimes)), "python": sys.executable, "cpu": cpu_name()}
+    key = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    path = writable_cache() / f"startup_{key[:32]}.json"
+    try:
+        kept = json.loads(path.read_text())["startup_ms"]
+        if set(kept) == set(runtimes):
+            return {r: float(v) for r, v in kept.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # absent or unreadable: measure again
+    startup = {r: _import_ms(r) for r in runtimes}
+    atomic_write_text(path, json.dumps({"startup_ms": startup, **doc}, indent=1) + "\n")
+    return startup
 
 
 def _import_ms(runtime: str) -> float:
@@ -368,14 +385,6 @@ def _eager(module: torch.nn.Module) -> Run:
             return module(torch.from_numpy(x)).numpy()
 
     return run
-
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 _fallback: list[tempfile.TemporaryDirectory] = []  # the per-process cache when the real one is not writable

@@ -67,9 +67,8 @@ class RepConv(nn.Module):
         # 1x1's bias, exactly what the single folded kxk convolution reproduces (ECBSR pads with the bias too).
         xp = F.pad(x, (p, p, p, p))
         y = y + self.expand_out(self.expand_in(xp))
-        x1 = F.pad(x, (1, 1, 1, 1)) if self.edge_names else x
-        for conv, kernel, bias in zip(self.edge_in, self._edge_kernels(), self.edge_bias, strict=True):
-            y = y + F.conv2d(conv(x1), kernel, bias, groups=self.out_channels)
+        for conv, kernel, bias in zip(self.edge_in, self._edge_kernels(), self.edge_bias, strict=True):  # k = 3
+            y = y + F.conv2d(conv(xp), kernel, bias, groups=self.out_channels)
         return y
 
     @torch.no_grad()
@@ -85,9 +84,8 @@ class RepConv(nn.Module):
         # W2 * (W1 x + b1) = (W2 . W1) * x + sum over W2's taps of W2 b1.
         w += torch.einsum("oekl,ei->oikl", self.expand_out.weight, self.expand_in.weight[:, :, 0, 0])
         b += self.expand_out.bias + torch.einsum("oekl,e->o", self.expand_out.weight, self.expand_in.bias)
-        c = (k - 3) // 2  # a 3x3 edge kernel sits at the centre of the kxk one (k = 3 here)
-        for conv, kernel, bias in zip(self.edge_in, self._edge_kernels(), self.edge_bias, strict=True):
-            w[:, :, c:c + 3, c:c + 3] += kernel * conv.weight  # depthwise: out channel o reads 1x1 row o
+        for conv, kernel, bias in zip(self.edge_in, self._edge_kernels(), self.edge_bias, strict=True):  # k = 3
+            w += kernel * conv.weight  # depthwise: out channel o reads 1x1 row o
             b += bias + kernel.sum(dim=(1, 2, 3)) * conv.bias
         folded = nn.Conv2d(self.in_channels, self.out_channels, k, padding=p, dtype=w.dtype, device=w.device)
         folded.weight.copy_(w)
