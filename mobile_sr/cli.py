@@ -93,28 +93,37 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     A pair (e.g. rescale) trains its downscaler and upscaler jointly: HR -> downscaler -> 8-bit LR -> upscaler."""
     import torch
 
-    from .models import MODELS, ModelError
+    from .models import MODELS, SUPERNET, ModelError
     from .train.trainer import RunWriteError, TrainConfig
     from .train.trainer import train as run_train
 
-    ofa = model_name == "ofa-sr"
     pair = model_name in MODELS and MODELS[model_name].role == "pair"
-    given = [name for name in (PLAIN_ONLY if ofa else OFA_ONLY) + (() if pair else PAIR_ONLY)
-             + (UPSCALER_ONLY if ofa or pair else ())
-             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+    # A supernet pair (rescale-ofa) trains with the ofa-sr trainer at its one --scale.
+    supernet_pair = pair and MODELS[model_name].default_config["upscaler"]["model"] == SUPERNET
+    ofa = model_name == SUPERNET or supernet_pair
+    if supernet_pair:
+        trainer_refuses = tuple(n for n in PLAIN_ONLY if n != "scale") + ("unconstrained",)
+    else:
+        trainer_refuses = PLAIN_ONLY if ofa else OFA_ONLY
+    refused = trainer_refuses + (() if pair else PAIR_ONLY) + (UPSCALER_ONLY if ofa or pair else ())
+    given = [name for name in refused if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
     if given:
         flags = ", ".join("--" + name.replace("_", "-").replace("lr-weight", "lambda") for name in given)
         why = ("--lr-codec is for a plain upscaler: a pair makes its own LR, ofa-sr trains its subnets on clean LR"
                if all(g in UPSCALER_ONLY for g in given) else
+               "it trains in --phase-steps (a trained supernet, --init-from ofa-sr: 0,0,0,STEPS), and its LR is "
+               "always an 8-bit image" if supernet_pair else
                "ofa-sr trains x2 and x4 in --phase-steps" if ofa else
                "those options are for --model ofa-sr" if not any(g in PAIR_ONLY for g in given) else
                "those options are for pairs (downscaler + upscaler), e.g. --model rescale")
-        fail(f"{flags}: not an option of {'the ofa-sr trainer' if ofa else model_name} ({why})")
+        trainer = "the ofa-sr trainer" if model_name == SUPERNET else model_name
+        fail(f"{flags}: not an option of {trainer} ({why})")
     if threads:
         torch.set_num_threads(threads)
     if ofa:
+        pair_args = {"pair": model_name, "scale": scale, "lr_weight": lr_weight, "jpeg": jpeg} if supernet_pair else {}
         _train_ofa(list(data), out, phase_steps, lr, shrink_lr, warmup, batch, patch, subnets, seed, val_every,
-                   ckpt_every, init_from, resume, no_progress)
+                   ckpt_every, init_from, resume, no_progress, **pair_args)
         return
     overrides = {}
     for item in arch:
@@ -151,7 +160,8 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
 
 def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr: float, warmup: int | None,
                batch: int, patch: int, subnets: int, seed: int, val_every: int, ckpt_every: int,
-               init_from: str | None, resume: bool, no_progress: bool) -> None:
+               init_from: str | None, resume: bool, no_progress: bool, **pair_args: object) -> None:
+    """The supernet trainer: ofa-sr (x2 and x4 at once), or a supernet pair at its one scale (``pair_args``)."""
     from .models import ModelError
     from .train.ofa import PHASES, OFATrainConfig, train_ofa
     from .train.trainer import RunWriteError
@@ -159,14 +169,17 @@ def _train_ofa(data: list[str], out: str, phase_steps: str, lr: float, shrink_lr
     parts = phase_steps.split(",")
     if len(parts) != len(PHASES) or not all(p.strip().isdigit() for p in parts):
         fail(f"--phase-steps {phase_steps!r}: expected {len(PHASES)} integers ({','.join(PHASES)}), e.g. 6000,1500,1500,3000")
-    if patch % 4:
+    scale = int(pair_args.get("scale", 2))  # type: ignore[call-overload]
+    if not pair_args and patch % 4:
         fail(f"--patch {patch}: ofa-sr trains x2 and x4, so the HR patch must be divisible by 4")
+    if patch % scale:
+        fail(f"--patch {patch}: the HR patch must be divisible by the scale ({scale})")
     extra = {} if warmup is None else {"warmup": warmup}
-    cfg = OFATrainConfig(data=data, out=out, steps=dict(zip(PHASES, map(int, parts), strict=True)),
-                         lr={p: (lr if p == "full" else shrink_lr) for p in PHASES}, batch=batch,
-                         lr_patch=patch // 2, subnets=subnets, seed=seed, val_every=val_every, ckpt_every=ckpt_every,
-                         init_from=init_from, **extra)
     try:
+        cfg = OFATrainConfig(data=data, out=out, steps=dict(zip(PHASES, map(int, parts), strict=True)),
+                             lr={p: (lr if p == "full" else shrink_lr) for p in PHASES}, batch=batch,
+                             lr_patch=patch // scale, subnets=subnets, seed=seed, val_every=val_every,
+                             ckpt_every=ckpt_every, init_from=init_from, **extra, **pair_args)  # type: ignore[arg-type]
         summary = train_ofa(cfg, resume=resume, progress=not no_progress)
     except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept
         fail(str(exc), 1)
@@ -835,7 +848,8 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--input-size", default="256x256", show_default=True, help="LR input size the budget is for.")
 @click.option("--supernet", default="ofa-sr", show_default=True,
-              help="The shipped supernet, or a `train --model ofa-sr` run folder / checkpoint.")
+              help="The shipped supernet, or a `train --model ofa-sr` run folder / checkpoint, or a supernet pair's "
+                   "(`train --model rescale-ofa`): its upscaler is cut, its downscaler kept, the result is a pair.")
 @click.option("--data", multiple=True, help="Training folders of a trained supernet (default: from its run config).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
@@ -846,7 +860,7 @@ def bench_cmd(artifacts: tuple[str, ...], device: str, serial: str | None, adb_p
 def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial: str | None, adb_path: str | None,
                binaries: tuple[str, ...], threads: int, input_size: str, supernet: str, data: tuple[str, ...],
                seed: int, cache_dir: str | None, out: str | None, no_progress: bool) -> None:
-    """Cut the most accurate subnet that fits a latency budget out of the OFA supernet."""
+    """Cut the most accurate subnet that fits a latency budget out of the OFA supernet (or a supernet pair's)."""
     import math
 
     from .bench.adb import AdbError
@@ -886,12 +900,15 @@ def search_cmd(scale: str, latency_ms: float, runtime: str, device: str, serial:
     click.echo(f"accuracy predictor: {pred['mae_db']:.3f} dB mean error on {pred['test']} held-out subnets "
                f"(trained on {pred['train']})")
     p, m = rep["predicted"], rep["measured"]
-    click.echo(f"subnet x{scale}: depth {rep['arch']['depth']}, kernels {rep['config']['kernels']}, "
-               f"hidden {rep['config']['hidden']}")
+    pair = rep["model"] == "pair"
+    sub = rep["config"]["upscaler"]["config"] if pair else rep["config"]
+    click.echo(f"{'pair upscaler' if pair else 'subnet'} x{scale}: depth {rep['arch']['depth']}, kernels "
+               f"{sub['kernels']}, hidden {sub['hidden']}")
     click.echo(f"  latency  predicted {p['latency_ms']:.2f} ms, measured {m['latency_ms']:.2f} ms "
                f"(budget {latency_ms:g} ms, {runtime}, {size[0]}x{size[1]}, {threads} thread(s))")
     held = f", measured {m['heldout_psnr']:.2f} dB" if m["heldout_psnr"] is not None else ""
-    click.echo(f"  held-out PSNR predicted {p['heldout_psnr']:.2f} dB{held}; Set5 {m['set5_psnr']:.2f} dB")
+    lr_fidelity = f" (its LR {m['set5_lr_psnr']:.2f} dB from the MATLAB LR)" if pair else ""
+    click.echo(f"  held-out PSNR predicted {p['heldout_psnr']:.2f} dB{held}; Set5 {m['set5_psnr']:.2f} dB{lr_fidelity}")
     click.echo(f"-> {out}/model.safetensors (+ model.json, search.json)")
 
 

@@ -117,6 +117,12 @@ MODELS: dict[str, ModelInfo] = {
     "rescale-car": ModelInfo("rescale-car", "pair", _pair, "CAR resampler + ELSR-16 upscaler, trained jointly (8-bit LR)",
                              {"downscaler": {"model": "car", "config": {"width": 32, "depth": 4}},
                               "upscaler": {"model": "elsr", "config": {"width": 16}}}),
+    # The OFA seed's setting: one downscaler trained with the whole supernet (train/ofa.py), so that
+    # `mobile-sr search` cuts the pair's upscaler for a latency budget; eval/export run its largest subnet.
+    "rescale-ofa": ModelInfo("rescale-ofa", "pair", _pair,
+                             "TAD downscaler + the ofa-sr supernet, trained jointly (8-bit LR); search cuts subnets",
+                             {"downscaler": {"model": "tad", "config": {"width": 32, "blocks": 2}},
+                              "upscaler": {"model": "ofa-sr", "config": {"width": WIDTH}}}),
 }
 SUPERNET = "ofa-sr"
 
@@ -215,9 +221,10 @@ def _check_supernet_scale(scale: Scale) -> None:
 
 
 def _declared(name: str, module: nn.Module, scale: Scale, source: str) -> Model:
-    if isinstance(module, OFASR):  # a supernet serves every scale: its largest subnet at the one asked for
+    supernet = module.upscaler if isinstance(module, SRPair) else module
+    if isinstance(supernet, OFASR):  # a supernet serves every scale: its largest subnet at the one asked for
         _check_supernet_scale(scale)
-        module.set_active(largest(int(scale)))
+        supernet.set_active(largest(int(scale)))
     return Model(name, info(name).role, scale, module.eval(), source)
 
 
@@ -334,17 +341,35 @@ def _load_state(model: nn.Module, state: dict, path: Path, name: str) -> None:
         raise ModelError(f"{path}: weights do not fit {name} ({first_line(exc)})") from None
 
 
-def load_supernet(spec: str | Path = SUPERNET) -> OFASR:
-    """The OFA supernet itself (for search): the shipped one, a run folder, ``last.pt`` or ``.safetensors``."""
+def is_supernet_pair(name: str) -> bool:
+    """A built-in pair whose upscaler is the OFA supernet (``rescale-ofa``): trained and searched like ofa-sr."""
+    spec = MODELS.get(name)
+    return spec is not None and spec.role == "pair" and spec.default_config["upscaler"]["model"] == SUPERNET
+
+
+def load_supernet(spec: str | Path = SUPERNET, *, pairs: bool = False, scale: Scale | None = None) -> OFASR | SRPair:
+    """The OFA supernet itself (for search): the shipped one, a run folder, ``last.pt`` or ``.safetensors``.
+
+    With ``pairs``, a supernet pair (``rescale-ofa`` at ``scale``, or a ``train --model rescale-ofa`` checkpoint)
+    is accepted too and comes back whole: search cuts its upscaler and keeps its downscaler."""
     spec_str = str(spec)
     if spec_str == SUPERNET:
         return create_model(SUPERNET)  # type: ignore[return-value]
+    if pairs and is_supernet_pair(spec_str):
+        scale = scale or (shipped_scales(spec_str) or [2])[0]
+        return _declared(spec_str, create_model(spec_str, scale), scale, spec_str).module  # type: ignore[return-value]
     path = Path(spec_str)
     if not path.exists() or (path.is_dir() and not any((path / c).exists() for c in ("model.safetensors", "last.pt"))):
-        raise ModelError(f"{spec_str}: no supernet checkpoint there (train one with `mobile-sr train --model ofa-sr`)")
+        raise ModelError(f"{spec_str}: no supernet checkpoint there (train one with `mobile-sr train --model ofa-sr`"
+                         + (", or a supernet pair with --model rescale-ofa)" if pairs else ")"))
     meta, state, path = read_checkpoint(path)
-    if meta.get("model") != SUPERNET:
-        raise ModelError(f"{path}: a {meta.get('model')!r} checkpoint, not an ofa-sr supernet")
+    name = meta.get("model")
+    if pairs and isinstance(name, str) and is_supernet_pair(name):
+        pair = _build(name, _meta_scale(meta, path), meta.get("config", {}), path)
+        _load_state(pair, state, path, name)
+        return _declared(name, pair, pair.scale, spec_str).module  # type: ignore[return-value]
+    if name != SUPERNET:
+        raise ModelError(f"{path}: a {name!r} checkpoint, not an ofa-sr supernet{' or a supernet pair' if pairs else ''}")
     net = _build(SUPERNET, SCALES[0], meta.get("config", {}), path)
     _load_state(net, state, path, SUPERNET)
     return net.eval()  # type: ignore[return-value]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from . import Model, Scale
+from . import Model, Scale, create_model
 from .ofa import OFASR, Arch
 from .pair import SRPair
 from .reparam import reparameterize
@@ -45,6 +45,18 @@ def deploy_subnet(supernet: OFASR, arch: Arch) -> nn.Module:
         return deploy_module(supernet)
     finally:
         supernet.set_active(previous)
+
+
+def deploy_pair_subnet(pair: SRPair, arch: Arch) -> SRPair:
+    """A supernet pair (``rescale-ofa``) with its upscaler cut at ``arch``: the deployed downscaler and the static
+    subnet, as a pair whose config names them (``ofa-subnet``), so that it is written, loaded and exported like
+    any pair."""
+    down, up = deploy_module(pair.downscaler), deploy_subnet(pair.upscaler, arch)
+    cut = SRPair(pair.scale, downscaler={"model": pair.parts["downscaler"]["model"], "config": down.config()},
+                 upscaler={"model": "ofa-subnet", "config": up.config()}, build=create_model)
+    cut.downscaler.load_state_dict(down.state_dict())
+    cut.upscaler.load_state_dict(up.state_dict())
+    return cut.eval()
 
 
 def deploy(model: Model) -> Model:

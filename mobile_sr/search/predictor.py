@@ -20,8 +20,9 @@ from ..models.ofa import OFASR, SCALES, Arch, largest, sample, smallest
 
 
 def collect(supernet: OFASR, val: dict[int, list[BenchmarkImage]], n: int, seed: int = 0,
-            progress: bool = False) -> list[dict]:
-    """Held-out PSNR of the largest, the smallest and ``n`` random subnets per scale (distinct archs)."""
+            progress: bool = False, downscaler: nn.Module | None = None) -> list[dict]:
+    """Held-out PSNR of the largest, the smallest and ``n`` random subnets per scale of ``val`` (distinct archs);
+    with a supernet pair's ``downscaler``, each restores that downscaler's 8-bit LR."""
     rng = random.Random(seed)
     rows: list[dict] = []
     for scale in sorted(val):
@@ -30,18 +31,19 @@ def collect(supernet: OFASR, val: dict[int, list[BenchmarkImage]], n: int, seed:
             archs.add(sample(rng, scale))
         for arch in tqdm(sorted(archs, key=lambda a: str(a.to_dict())), desc=f"x{scale} subnets", leave=False,
                          disable=None if progress else True):
-            rows.append({"arch": arch.to_dict(), "psnr": round(score(supernet, arch, val[scale]), 4)})
+            rows.append({"arch": arch.to_dict(), "psnr": round(score(supernet, arch, val[scale], downscaler), 4)})
     return rows
 
 
 @torch.no_grad()
-def score(supernet: OFASR, arch: Arch, images: list[BenchmarkImage]) -> float:
-    """Mean PSNR (Y, crop = scale) of ``arch`` on ``images``."""
+def score(supernet: OFASR, arch: Arch, images: list[BenchmarkImage], downscaler: nn.Module | None = None) -> float:
+    """Mean PSNR (Y, crop = scale) of ``arch`` on ``images``: on their MATLAB-bicubic LR, or on the 8-bit LR
+    that ``downscaler`` makes of their HR (a supernet pair)."""
     previous = supernet.arch
     supernet.eval()
     supernet.set_active(arch)
     try:
-        return evaluate(Pipeline(supernet, arch.scale), images, with_ssim=False).psnr
+        return evaluate(Pipeline(supernet, arch.scale, downscale=downscaler), images, with_ssim=False).psnr
     finally:
         supernet.set_active(previous)
 

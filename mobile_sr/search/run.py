@@ -8,6 +8,10 @@ Steps, each cached so a second search on the same device is seconds:
    measured and cached for a trained one), an MLP fitted on it, its held-out error reported;
 3. evolutionary search; the winner is cut out as a static subnet, measured (latency with the
    same runtime, PSNR on the held-out split and Set5) and written to the output folder.
+
+A supernet pair (``train --model rescale-ofa``) is searched the same way at its one scale: the latency of its
+upscaler is the supernet's (the same layers), every subnet is scored on the pair's own 8-bit LR, and the result
+is a pair, the downscaler whole and the upscaler cut, which loads and exports like any pair.
 """
 
 from __future__ import annotations
@@ -25,14 +29,20 @@ from ..core.files import atomic_write, atomic_write_text, staging
 from ..core.weights import write_weights
 from ..data.datasets import holdout_images, load_benchmark
 from ..evaluation import Pipeline, evaluate
-from ..models import SUPERNET, WEIGHTS_DIR, load_supernet
-from ..models.deploy import deploy_subnet
-from ..models.ofa import OFASR, smallest
+from ..models import MODELS, WEIGHTS_DIR, load_supernet
+from ..models.deploy import deploy_module, deploy_pair_subnet, deploy_subnet
+from ..models.ofa import OFASR, SCALES, smallest
+from ..models.pair import SRPair
 from . import latency as lat
 from . import predictor as acc
 from .evolution import EvolutionConfig, check_budget, evolve
 
 SHIPPED_ACCURACY = WEIGHTS_DIR / "ofa-sr.accuracy.json"
+
+
+def shipped_accuracy(spec: str) -> Path | None:
+    """The scored subnets shipped beside a built-in supernet (or supernet pair), so its search needs no data."""
+    return WEIGHTS_DIR / f"{spec}.accuracy.json" if spec in MODELS else None
 ACCURACY_SUBNETS = 150  # per scale
 
 
@@ -44,7 +54,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MOBILE_SR_CACHE", Path.home() / ".cache" / "mobile-sr"))
 
 
-def supernet_digest(net: OFASR) -> str:
+def supernet_digest(net: OFASR | SRPair) -> str:
     h = hashlib.sha256()
     for k, v in sorted(net.state_dict().items()):
         h.update(k.encode())
@@ -99,31 +109,37 @@ def _read_cache(path: Path) -> dict | None:
     return doc if complete else None
 
 
-def accuracy_rows(supernet: OFASR, spec: str, cache_dir: Path, data: list[str] | None, holdout_every: int,
+def accuracy_rows(target: OFASR | SRPair, spec: str, cache_dir: Path, data: list[str] | None, holdout_every: int,
                   progress: bool = False, log=print) -> list[dict]:
-    """(arch, held-out PSNR) rows: shipped for the built-in supernet, else measured once and cached."""
-    if spec == SUPERNET and SHIPPED_ACCURACY.exists():
-        return json.loads(SHIPPED_ACCURACY.read_text())["subnets"]
-    path = cache_dir / f"accuracy_{supernet_digest(supernet)}.json"
+    """(arch, held-out PSNR) rows: shipped for the built-in supernet, else measured once and cached (a supernet
+    pair's at its scale, on its own LR, under the digest of the whole pair)."""
+    shipped = shipped_accuracy(spec)
+    if shipped is not None and shipped.exists():
+        return json.loads(shipped.read_text())["subnets"]
+    path = cache_dir / f"accuracy_{supernet_digest(target)}.json"
     if path.exists():
         return json.loads(path.read_text())["subnets"]
     if not data:
         raise SearchError("scoring subnets needs the supernet's training images: pass --data (the held-out split "
                           "of those folders is used, never Set5/Set14)")
-    val = held_out(data, holdout_every, log)
-    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(val[2])} held-out images (once; cached)")
-    rows = acc.collect(supernet, val, ACCURACY_SUBNETS, progress=progress)
+    pair = isinstance(target, SRPair)
+    val = held_out(data, holdout_every, log, scales=(int(target.scale),) if pair else SCALES)
+    first = next(iter(val.values()))
+    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(first)} held-out images"
+        f"{', each on the pair' + chr(39) + 's own LR' if pair else ''} (once; cached)")
+    rows = acc.collect(target.upscaler if pair else target, val, ACCURACY_SUBNETS, progress=progress,
+                       downscaler=target.downscaler if pair else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = json.dumps({"supernet": supernet_digest(supernet), "data": data, "holdout_every": holdout_every,
+    doc = json.dumps({"supernet": supernet_digest(target), "data": data, "holdout_every": holdout_every,
                       "subnets": rows}, indent=1).encode()
     atomic_write(path, doc)
     return rows
 
 
-def held_out(data: list[str], holdout_every: int, log=print) -> dict[int, list]:
-    """The held-out split at x2 and x4; an unreadable image is skipped, named once."""
-    return {s: holdout_images(data, holdout_every, s, warn=(lambda m: log(f"warning: {m}")) if s == 2 else None)
-            for s in (2, 4)}
+def held_out(data: list[str], holdout_every: int, log=print, scales: tuple[int, ...] = SCALES) -> dict[int, list]:
+    """The held-out split at each scale (x2 and x4); an unreadable image is skipped, named once."""
+    return {s: holdout_images(data, holdout_every, s, warn=(lambda m: log(f"warning: {m}")) if s == scales[0] else None)
+            for s in scales}
 
 
 def run_config(spec: str) -> dict:
@@ -149,14 +165,19 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
     if not out.resolve().parent.is_dir():
         raise SearchError(f"{out}: its folder does not exist")
     cache_dir = cache_dir or default_cache_dir()
-    supernet = load_supernet(supernet_spec)
-    train_cfg = run_config(supernet_spec) if supernet_spec != SUPERNET else {}
+    target = load_supernet(supernet_spec, pairs=True, scale=scale)
+    pair = target if isinstance(target, SRPair) else None
+    supernet: OFASR = pair.upscaler if pair is not None else target  # type: ignore[assignment]
+    if pair is not None and scale != pair.scale:
+        raise SearchError(f"{supernet_spec} is a x{pair.scale:g} pair; search it with --scale {pair.scale:g}")
+    down = deploy_module(pair.downscaler) if pair is not None else None
+    train_cfg = run_config(supernet_spec) if supernet_spec not in MODELS else {}
     data = data or train_cfg.get("data")
     holdout_every = int(train_cfg.get("holdout_every", 10))
 
     lat_model, lat_check = latency_model(supernet, scale, size, runtime=runtime, plan=plan, threads=threads,
                                          cache_dir=cache_dir, progress=progress, log=log, budget_ms=budget_ms)
-    rows = accuracy_rows(supernet, supernet_spec, cache_dir, data, holdout_every, progress=progress, log=log)
+    rows = accuracy_rows(target, supernet_spec, cache_dir, data, holdout_every, progress=progress, log=log)
     pred_report = acc.holdout_error(rows, seed)
     predictor = acc.fit(rows, seed)
     arch, pred_psnr, pred_ms, history = evolve(scale, budget_ms, lat_model.predict, predictor.predict, seed,
@@ -164,22 +185,28 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
 
     net = deploy_subnet(supernet, arch)
     measured_ms = lat.measure_subnet(supernet, arch, *size, runtime=runtime, plan=plan, threads=threads, runs=20)
-    set5 = evaluate(Pipeline(net, scale), load_benchmark("Set5", scale), with_ssim=False).psnr
+    set5_result = evaluate(Pipeline(net, scale, downscale=down), load_benchmark("Set5", scale), with_ssim=False)
     held = None
     if data:
-        held = acc.score(supernet, arch, holdout_images(data, holdout_every, scale))
-    meta = {"model": "ofa-subnet", "scale": scale, "config": net.config(), "arch": arch.to_dict(),
-            "supernet": {"spec": supernet_spec, "digest": supernet_digest(supernet)},
+        held = acc.score(supernet, arch, holdout_images(data, holdout_every, scale), down)
+    measured = {"latency_ms": round(measured_ms, 3), "heldout_psnr": None if held is None else round(held, 3),
+                "set5_psnr": round(set5_result.psnr, 3)}
+    out_module, identity = net, {"model": "ofa-subnet", "scale": scale, "config": net.config()}
+    if pair is not None:  # the downscaler whole, the upscaler cut: a pair that loads, evaluates and exports as one
+        out_module = deploy_pair_subnet(pair, arch)
+        identity = {"model": "pair", "scale": scale, "config": out_module.config()}
+        measured["set5_lr_psnr"] = round(set5_result.lr_psnr, 2)
+    meta = {**identity, "arch": arch.to_dict(),
+            "supernet": {"spec": supernet_spec, "digest": supernet_digest(target)},
             "budget_ms": budget_ms, "runtime": runtime, "device": device_id(plan), "threads": threads,
             "input_size": list(size), "seed": seed,
             "predicted": {"latency_ms": round(pred_ms, 3), "heldout_psnr": round(float(pred_psnr), 3)},
-            "measured": {"latency_ms": round(measured_ms, 3), "heldout_psnr": None if held is None else round(held, 3),
-                         "set5_psnr": round(set5, 3)}}
+            "measured": measured}
     report = {**meta, "latency_model_check": {k: v for k, v in lat_check.items() if k != "subnets"},
               "latency_check_subnets": lat_check["subnets"], "predictor": pred_report,
               "accuracy_subnets": len(rows), "evolution": asdict(evolution or EvolutionConfig()),
               "best_per_generation": history}
-    _write(out, net, meta, report)
+    _write(out, out_module, meta, report)
     return report
 
 

@@ -2,6 +2,7 @@
 
     python -m mobile_sr.search.ship runs/ofa-cpu --data-root ../shared/datasets/benchmark \
         --budgets 2:S,M,L --budgets 4:S,M,L [--runtime tflite --input-size 256x256]
+    python -m mobile_sr.search.ship runs/rescale-ofa_x2 --data-root ../shared/datasets/benchmark   # a supernet pair
 
 Writes ``models/weights/ofa-sr.safetensors`` (+ manifest with the training command and the
 held-out history), ``ofa-sr.accuracy.json`` (the scored subnets the accuracy predictor learns from,
@@ -22,28 +23,35 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from ..core.files import atomic_write_text
 from ..core.text import parse_size
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
 from ..evaluation import Pipeline, pipeline_for, published_scores
-from ..models import WEIGHTS_DIR, load_model, load_supernet
-from ..models.deploy import deploy_subnet
+from ..models import SUPERNET, WEIGHTS_DIR, load_model, load_supernet, manifest
+from ..models.deploy import deploy_module, deploy_subnet
 from ..models.ofa import largest
 from ..train.ofa import PHASES, OFATrainConfig
+from ..train.ship import pair_figures
 from . import predictor as acc
-from .run import ACCURACY_SUBNETS, SHIPPED_ACCURACY, held_out, search
+from .run import ACCURACY_SUBNETS, SHIPPED_ACCURACY, held_out, search, shipped_accuracy
 
 SIZES = ("s", "m", "l")
 
 
 def train_command(cfg: dict) -> str:
-    """The ``mobile-sr train --model ofa-sr`` line of a run's config.json."""
+    """The ``mobile-sr train --model ofa-sr`` (or ``--model rescale-ofa``, a supernet pair) line of a run's
+    config.json."""
     d = asdict(OFATrainConfig(data=[], out=""))
-    flags = ["--model", "ofa-sr"]
+    pair = cfg.get("pair")
+    flags = ["--model", pair, "--scale", str(cfg["scale"])] if pair else ["--model", "ofa-sr"]
     for folder in cfg["data"]:
         flags += ["--data", rel(folder)]
+    patch = cfg["lr_patch"] * (cfg["scale"] if pair else 2)
     flags += ["--out", rel(cfg["out"]), "--phase-steps", ",".join(str(cfg["steps"][p]) for p in PHASES),
-              "--batch", str(cfg["batch"]), "--patch", str(2 * cfg["lr_patch"]), "--lr", str(cfg["lr"]["full"]),
+              "--batch", str(cfg["batch"]), "--patch", str(patch), "--lr", str(cfg["lr"]["full"]),
               "--shrink-lr", str(cfg["lr"]["kernel"])]
+    if pair:
+        flags += ["--lambda", str(cfg["lr_weight"])] + (["--jpeg", cfg["jpeg"]] if cfg.get("jpeg") else [])
     if cfg["subnets"] != d["subnets"]:
         flags += ["--subnets", str(cfg["subnets"])]
     if cfg["seed"] != d["seed"]:
@@ -93,6 +101,41 @@ def ship_supernet(run: Path, data_root: Path) -> dict:
     return manifest
 
 
+def ship_supernet_pair(run: Path, data_root: Path) -> dict:
+    """A supernet-pair run (``train --model rescale-ofa``) as the built-in of its name: the pair's weights (the
+    downscaler and the whole supernet) with a manifest, and its subnets scored on its own LR
+    (``<name>.accuracy.json``), so that ``mobile-sr search --supernet <name>`` needs no training data."""
+    cfg = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    name, scale = cfg["pair"], cfg["scale"]
+    model = load_model(run / "model.safetensors")
+    # Started from the shipped supernet: its record comes first, and its steps and time count.
+    base = manifest(SUPERNET, 2) if cfg.get("init_from") == SUPERNET else None
+    before = base["command"] if base else []
+    doc = {
+        "model": name, "scale": scale, "config": model.config,
+        "command": [*before, train_command(cfg)] if before else train_command(cfg),
+        "steps": (base["steps"] if base else 0) + summary["step"],
+        "wall_minutes": round((base["wall_minutes"] if base else 0) + summary["train_seconds"] / 60, 1),
+        "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out); the downscaler's LR "
+                "against the MATLAB-bicubic LR",
+        "hardware": hardware(1),
+        "eval": published_scores(pipeline_for(model), data_root, model=name), "protocol": PROTOCOL,
+        "eval_note": "the pair's largest subnet; `mobile-sr search --supernet " + name + "` cuts smaller ones",
+        **pair_figures(model, data_root, cfg),
+        "validation_history": summary["history"],
+    }
+    write_weights(model.module, doc, WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
+    pair = model.module
+    rows = acc.collect(pair.upscaler, held_out(cfg["data"], cfg["holdout_every"], scales=(scale,)), ACCURACY_SUBNETS,
+                       progress=True, downscaler=deploy_module(pair.downscaler))
+    path = shipped_accuracy(name)
+    assert path is not None
+    atomic_write_text(path, json.dumps({"supernet": name, "holdout_every": cfg["holdout_every"],
+                                        "data": [rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
+    return doc
+
+
 def ship_accuracy(run: Path) -> None:
     cfg = json.loads((run / "config.json").read_text())
     net = load_supernet(run)
@@ -132,6 +175,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--skip-supernet", action="store_true", help="only (re)search the subnets")
     a = ap.parse_args()
+    if json.loads((a.run / "config.json").read_text()).get("pair"):  # a supernet pair (train --model rescale-ofa)
+        print(json.dumps(ship_supernet_pair(a.run, a.data_root)["eval"]))
+        return
     if not a.skip_supernet:
         print(json.dumps(ship_supernet(a.run, a.data_root)["eval"]))
         ship_accuracy(a.run)
