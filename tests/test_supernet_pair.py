@@ -152,6 +152,11 @@ def test_search_cuts_the_pairs_upscaler_scores_it_on_the_pairs_lr_and_writes_a_p
     assert all(torch.equal(v, pair.downscaler.state_dict()[k]) for k, v in cut.downscaler.state_dict().items())
     r = CliRunner().invoke(main, ["eval", "--model", str(tmp_path / "out"), "--pipeline", "learned"])
     assert r.exit_code == 0 and "LR PSNR" in r.output, r.output
+    r = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "out"), "--target", "onnx", "--input-size",
+                                  "48x48", "-o", str(tmp_path / "exported")])
+    assert r.exit_code == 0, r.output
+    sidecar = json.loads(next((tmp_path / "exported").glob("*.onnx.json")).read_text())
+    assert sidecar["verification"]["lr_source"] == "the pair's downscaler, rounded to 8 bits"
     # a pair is searched at its own scale only
     r = CliRunner().invoke(main, ["search", "--scale", "4", "--latency-ms", "1000", "--runtime", "onnx",
                                   "--input-size", "32x32", "--supernet", spec, "--cache", str(cache), "-o",
