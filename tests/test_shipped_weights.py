@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,59 @@ def test_the_car_pair_through_jpeg_beats_the_bicubic_lr_pipeline_by_half_a_db(sh
     assert learned - plain >= JPEG_AWARE_GAIN, (learned, plain)
     png = evaluate(pipeline_for(pair), load_benchmark("Set5", 2), with_ssim=False)
     assert png.psnr == pytest.approx(manifest("rescale-car", 2)["eval"]["Set5"]["psnr"], abs=0.01)
+
+
+def _supernet_pair_scales() -> list:
+    return shipped_scales("rescale-ofa")
+
+
+def test_the_supernet_pair_ships_with_its_record_and_its_scored_subnets():
+    """rescale-ofa: the ofa-sr supernet's commands, then the joint run's; its subnets scored on its own LR."""
+    from mobile_sr.search.run import shipped_accuracy
+
+    assert 2 in _supernet_pair_scales()
+    for scale in _supernet_pair_scales():
+        man = manifest("rescale-ofa", scale)
+        assert man["command"][:-1] == manifest("ofa-sr", 2)["command"]
+        assert man["command"][-1].startswith(f"mobile-sr train --model rescale-ofa --scale {scale} ")
+        assert man["training"]["jpeg"] and "8-bit rounding" in man["training"]["pipeline"]
+    rows = json.loads(shipped_accuracy("rescale-ofa").read_text())["subnets"]
+    assert {r["arch"]["scale"] for r in rows} == set(_supernet_pair_scales()) and len(rows) >= 150
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_supernet_pair_cut_on_ofa_ls_graph_reaches_the_pair_floors(shared_benchmark, scale):
+    """Cut at ofa-l's arch, the pair's upscaler *is* ofa-l's graph (so no slower than ofa-l on any runtime), and
+    the learned pipeline reaches the issue's floors with an honest LR."""
+    if scale not in _supernet_pair_scales():
+        pytest.skip(f"rescale-ofa ships no x{scale} weights")
+    from mobile_sr.models import load_supernet
+    from mobile_sr.models.deploy import deploy_pair_subnet
+
+    pair = load_supernet("rescale-ofa", pairs=True, scale=scale)
+    cut = deploy_pair_subnet(pair, Arch.from_dict(manifest("ofa-l", scale)["arch"]))
+    assert cut.upscaler.config() == create_model("ofa-l", scale).config()
+    model = load_model("ofa-l", scale)
+    res = evaluate(Pipeline(cut.upscaler, scale, downscale=cut.downscaler),
+                   load_benchmark("Set14", scale, shared_benchmark), with_ssim=False)
+    assert res.psnr >= PAIR_FLOORS[scale]["Set14"] and res.lr_psnr >= PAIR_FLOORS[scale]["lr"], (res.psnr, res.lr_psnr)
+    plain = evaluate(pipeline_for(model), load_benchmark("Set14", scale, shared_benchmark), with_ssim=False).psnr
+    assert res.psnr > plain
+
+
+def test_every_subnet_of_the_supernet_pair_gains_on_held_out_images():
+    """Progressive shrinking still holds with the downscaler: each subnet, scored on held-out training-folder images
+    (natural images never trained on), restores the pair's LR at least 2.5 dB (x2, the issue's held-out target)
+    better than the same subnet of ofa-sr restores the bicubic LR; at x4, which has no such target, it must gain.
+    Both tables score the same archs and images."""
+    from mobile_sr.search.run import SHIPPED_ACCURACY, shipped_accuracy
+
+    def table(path: Path) -> dict:
+        return {json.dumps(r["arch"], sort_keys=True): r["psnr"] for r in json.loads(path.read_text())["subnets"]}
+
+    learned, plain = table(shipped_accuracy("rescale-ofa")), table(SHIPPED_ACCURACY)
+    for scale in _supernet_pair_scales():
+        common = [k for k in learned if k in plain and json.loads(k)["scale"] == scale]
+        assert len(common) >= 2  # at least the largest and the smallest
+        gains = [learned[k] - plain[k] for k in common]
+        assert min(gains) >= (HELDOUT_GAIN_X2 if scale == 2 else 0.0), (scale, min(gains))

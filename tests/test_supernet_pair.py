@@ -116,6 +116,19 @@ def test_supernet_pair_training_resumes_bit_exact_and_loads_as_a_pair(pair_run):
 
 
 @pytest.mark.slow
+def test_a_supernet_pair_run_continues_from_a_trained_pair_downscaler_included(pair_run, tmp_path):
+    """Longer training across sessions: a new run --init-from a finished pair run starts from its whole pair."""
+    args = _pair_args(tmp_path / "more")
+    args[args.index("--init-from") + 1] = str(pair_run / "ref")
+    args[args.index("--phase-steps") + 1] = "0,0,0,1"
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    a, b = load_file(pair_run / "ref" / "model.safetensors"), load_file(tmp_path / "more" / "model.safetensors")
+    moved = (a["downscaler.out.weight"] - b["downscaler.out.weight"]).abs().max()
+    assert 0 < moved < 1e-3 < a["downscaler.out.weight"].abs().max(), "one small Adam step from the trained pair"
+
+
+@pytest.mark.slow
 @pytest.mark.extras("onnx")
 def test_search_cuts_the_pairs_upscaler_scores_it_on_the_pairs_lr_and_writes_a_pair(pair_run, tmp_path, monkeypatch):
     cache = tmp_path / "cache"

@@ -38,12 +38,12 @@ from . import predictor as acc
 from .evolution import EvolutionConfig, check_budget, evolve
 
 SHIPPED_ACCURACY = WEIGHTS_DIR / "ofa-sr.accuracy.json"
+ACCURACY_SUBNETS = 150  # per scale
 
 
 def shipped_accuracy(spec: str) -> Path | None:
     """The scored subnets shipped beside a built-in supernet (or supernet pair), so its search needs no data."""
     return WEIGHTS_DIR / f"{spec}.accuracy.json" if spec in MODELS else None
-ACCURACY_SUBNETS = 150  # per scale
 
 
 class SearchError(ValueError):
@@ -125,8 +125,8 @@ def accuracy_rows(target: OFASR | SRPair, spec: str, cache_dir: Path, data: list
     pair = isinstance(target, SRPair)
     val = held_out(data, holdout_every, log, scales=(int(target.scale),) if pair else SCALES)
     first = next(iter(val.values()))
-    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(first)} held-out images"
-        f"{', each on the pair' + chr(39) + 's own LR' if pair else ''} (once; cached)")
+    on = ", each on the pair's own LR" if pair else ""
+    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(first)} held-out images{on} (once; cached)")
     rows = acc.collect(target.upscaler if pair else target, val, ACCURACY_SUBNETS, progress=progress,
                        downscaler=target.downscaler if pair else None)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,9 @@ class OFATrainConfig:
     val_every: int = 1000
     ckpt_every: int = 250
     width: int = 24
-    init_from: str | None = None  # continue a trained supernet in new phases (e.g. a longer expand phase)
+    # Continue a trained supernet in new phases (e.g. a longer expand phase); a supernet pair may also continue a
+    # trained supernet pair of its kind and scale (downscaler included).
+    init_from: str | None = None
     # A supernet pair: a built-in pair whose upscaler is ofa-sr, trained at one scale with its downscaler.
     pair: str | None = None
     scale: int = 2  # the pair's scale (a plain supernet alternates x2 and x4)
@@ -212,7 +214,14 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     # channels_last: PyTorch's CPU depthwise backward is ~4x faster in it for 7x7 kernels.
     net.to(memory_format=torch.channels_last)
     if cfg.init_from and not resume:
-        model.load_state_dict(load_supernet(cfg.init_from).state_dict())
+        source = load_supernet(cfg.init_from, pairs=cfg.pair is not None, scale=cfg.scale)
+        if isinstance(source, SRPair):
+            if source.parts != net.parts or source.scale != cfg.scale:
+                raise ValueError(f"--init-from {cfg.init_from}: a x{source.scale:g} pair of other parts, not {cfg.pair} "
+                                 f"x{cfg.scale}")
+            net.load_state_dict(source.state_dict())
+        else:
+            model.load_state_dict(source.state_dict())
     down = net.downscaler if isinstance(net, SRPair) else None
     jpeg = JpegRange.parse(cfg.jpeg) if cfg.jpeg else None
     opt = _optimizer(net)
