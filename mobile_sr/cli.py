@@ -22,7 +22,31 @@ def fail(msg: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """click's own refusals (a value out of range, an unknown option, a missing one) as the same one ``error:``
+    line as every other refusal, with exit 2, instead of click's three-line usage block."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help, as click shows it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            fail(exc.format_message() + hint)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mobile-sr")
 def main() -> None:
     """Train, evaluate and run small super-resolution models for phones."""

@@ -46,3 +46,21 @@ def test_models_table_lists_every_model():
     assert r.exit_code == 0, r.output
     for name in ("fsrcnn", "fsrcnn-s", "elsr"):
         assert f"\n{name} " in r.output
+
+
+def test_clicks_own_refusals_are_one_error_line_too(tmp_path):
+    """Out-of-range values, unknown options and commands, missing arguments: one `error:` line, exit 2, as every
+    other refusal (not click's three-line usage block), and nothing written."""
+    cases = [(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--batch", "0"],
+              "error: Invalid value for '--batch': 0 is not in the range x>=1. (see `"),
+             (["eval", "--bogus"], "error: No such option '--bogus'."),
+             (["frob"], "error: No such command 'frob'."),
+             (["video", "encode"], "error: Missing argument 'SRC'."),
+             (["search", "--scale", "3", "--latency-ms", "5"], "error: Invalid value for '--scale': '3' is not one of")]
+    for args, start in cases:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and r.stderr.startswith(start), (args, r.output)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
+    r = CliRunner().invoke(main, ["--version"])
+    assert r.exit_code == 0 and ", version " in r.output
