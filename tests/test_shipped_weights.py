@@ -181,9 +181,10 @@ def test_the_supernet_pair_ships_with_its_record_and_its_scored_subnets():
 
     assert 2 in _supernet_pair_scales()
     for scale in _supernet_pair_scales():
-        man = manifest("rescale-ofa", scale)
-        assert man["command"][:-1] == manifest("ofa-sr", 2)["command"]
-        assert man["command"][-1].startswith(f"mobile-sr train --model rescale-ofa --scale {scale} ")
+        man, supernet = manifest("rescale-ofa", scale), manifest("ofa-sr", 2)["command"]
+        assert man["command"][: len(supernet)] == supernet
+        assert all(c.startswith(f"mobile-sr train --model rescale-ofa --scale {scale} ")
+                   for c in man["command"][len(supernet):])
         assert man["training"]["jpeg"] and "8-bit rounding" in man["training"]["pipeline"]
     rows = json.loads(shipped_accuracy("rescale-ofa").read_text())["subnets"]
     assert {r["arch"]["scale"] for r in rows} == set(_supernet_pair_scales()) and len(rows) >= 150

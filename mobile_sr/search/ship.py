@@ -27,7 +27,7 @@ from ..core.files import atomic_write_text
 from ..core.text import parse_size
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
 from ..evaluation import Pipeline, pipeline_for, published_scores
-from ..models import SUPERNET, WEIGHTS_DIR, load_model, load_supernet, manifest
+from ..models import MODELS, SUPERNET, WEIGHTS_DIR, load_model, load_supernet, manifest
 from ..models.deploy import deploy_module, deploy_subnet
 from ..models.ofa import largest
 from ..train.ofa import PHASES, OFATrainConfig
@@ -63,12 +63,13 @@ def train_command(cfg: dict) -> str:
 
 
 def run_chain(run: Path) -> list[tuple[dict, dict]]:
-    """(config, summary) of a run and of every run it continued (``--init-from``), oldest first."""
+    """(config, summary) of a run and of every run it continued (``--init-from``), oldest first; a chain ends at a
+    run that started from scratch or from a shipped model (``ofa-sr``, whose own record is its manifest)."""
     chain = []
     while True:
         cfg = json.loads((run / "config.json").read_text())
         chain.insert(0, (cfg, json.loads((run / "summary.json").read_text())))
-        if not cfg.get("init_from"):
+        if not cfg.get("init_from") or cfg["init_from"] in MODELS:
             return chain
         run = Path(cfg["init_from"])  # as recorded: relative to where training ran, like --out
         if not (run / "config.json").is_file():
@@ -105,25 +106,26 @@ def ship_supernet_pair(run: Path, data_root: Path) -> dict:
     """A supernet-pair run (``train --model rescale-ofa``) as the built-in of its name: the pair's weights (the
     downscaler and the whole supernet) with a manifest, and its subnets scored on its own LR
     (``<name>.accuracy.json``), so that ``mobile-sr search --supernet <name>`` needs no training data."""
-    cfg = json.loads((run / "config.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
+    chain = run_chain(run)
+    cfg = chain[-1][0]
     name, scale = cfg["pair"], cfg["scale"]
     model = load_model(run / "model.safetensors")
     # Started from the shipped supernet: its record comes first, and its steps and time count.
-    base = manifest(SUPERNET, 2) if cfg.get("init_from") == SUPERNET else None
-    before = base["command"] if base else []
+    base = manifest(SUPERNET, 2) if chain[0][0].get("init_from") == SUPERNET else None
+    commands = (base["command"] if base else []) + [train_command(c) for c, _ in chain]
     doc = {
         "model": name, "scale": scale, "config": model.config,
-        "command": [*before, train_command(cfg)] if before else train_command(cfg),
-        "steps": (base["steps"] if base else 0) + summary["step"],
-        "wall_minutes": round((base["wall_minutes"] if base else 0) + summary["train_seconds"] / 60, 1),
+        "command": commands if len(commands) > 1 else commands[0],
+        "steps": (base["steps"] if base else 0) + sum(s["step"] for _, s in chain),
+        "wall_minutes": round((base["wall_minutes"] if base else 0)
+                              + sum(s["train_seconds"] for _, s in chain) / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train) minus every 10th image (held out); the downscaler's LR "
                 "against the MATLAB-bicubic LR",
         "hardware": hardware(1),
         "eval": published_scores(pipeline_for(model), data_root, model=name), "protocol": PROTOCOL,
         "eval_note": "the pair's largest subnet; `mobile-sr search --supernet " + name + "` cuts smaller ones",
         **pair_figures(model, data_root, cfg),
-        "validation_history": summary["history"],
+        "validation_history": _history(chain),
     }
     write_weights(model.module, doc, WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
     pair = model.module
