@@ -1,8 +1,9 @@
 """The supernet pair against the supernet: PSNR-latency of the learned and the bicubic pipeline, subnet by subnet.
 
-    python benchmarks/supernet_pair.py [--pair rescale-ofa] [--runtime tflite] [--input-size 256x256]
+    python benchmarks/supernet_pair.py [--pair rescale-ofa] [--scale 2] [--runtime tflite] [--input-size 256x256]
                                        [--data-root ../shared/datasets/benchmark]
-                                       [--json benchmarks/supernet_pair.json] [--plot benchmarks/supernet_pair.png]
+                                       [--json benchmarks/supernet_pair_x{scale}.json]
+                                       [--plot benchmarks/supernet_pair_x{scale}.png]
 
 Every point is one upscaler graph, cut twice at the same arch: from the shipped ``ofa-sr`` supernet, restoring the
 published MATLAB-bicubic LR (these cuts at the archs of ``ofa-s``/``-m``/``-l`` *are* those shipped models), and
@@ -30,42 +31,45 @@ from mobile_sr.models.deploy import deploy, deploy_pair_subnet, deploy_subnet
 from mobile_sr.models.ofa import Arch, largest, smallest
 
 HERE = Path(__file__).resolve().parent
-SCALE = 2
 
 
-def archs() -> dict[str, Arch]:
+def archs(scale: int) -> dict[str, Arch]:
     """The smallest subnet, the three shipped searched cuts, and the largest subnet."""
-    out = {"smallest": smallest(SCALE)}
-    out.update({name: Arch.from_dict(manifest(name, SCALE)["arch"]) for name in ("ofa-s", "ofa-m", "ofa-l")})
-    out["largest"] = largest(SCALE)
+    out = {"smallest": smallest(scale)}
+    out.update({name: Arch.from_dict(manifest(name, scale)["arch"]) for name in ("ofa-s", "ofa-m", "ofa-l")})
+    out["largest"] = largest(scale)
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", default="rescale-ofa", help="a supernet pair: built-in name or run folder")
+    ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--runtime", default="tflite")
     ap.add_argument("--input-size", default="256x256")
     ap.add_argument("--data-root", type=Path, default=shared_benchmark_root())
-    ap.add_argument("--json", type=Path, default=HERE / "supernet_pair.json")
-    ap.add_argument("--plot", type=Path, default=HERE / "supernet_pair.png")
+    ap.add_argument("--json", type=Path, default=None, help="default: benchmarks/supernet_pair_x{scale}.json")
+    ap.add_argument("--plot", type=Path, default=None, help="default: benchmarks/supernet_pair_x{scale}.png")
     ap.add_argument("--replot", action="store_true", help="only redraw --plot from --json")
     a = ap.parse_args()
+    a.json = a.json or HERE / f"supernet_pair_x{a.scale}.json"
+    a.plot = a.plot or HERE / f"supernet_pair_x{a.scale}.png"
+    scale = a.scale
     if a.replot:
         plot(json.loads(a.json.read_text()), a.plot)
         return
     torch.set_num_threads(1)
     h, w = (int(v) for v in a.input_size.split("x"))
     supernet = load_supernet("ofa-sr")
-    pair = load_supernet(a.pair, pairs=True, scale=SCALE)
+    pair = load_supernet(a.pair, pairs=True, scale=scale)
     rows = []
-    for name, arch in archs().items():
+    for name, arch in archs(scale).items():
         bicubic_net = deploy_subnet(supernet, arch)
-        cut = Model(f"{a.pair}@{name}", "pair", SCALE, deploy_pair_subnet(pair, arch), a.pair, deployed=True)
+        cut = Model(f"{a.pair}@{name}", "pair", scale, deploy_pair_subnet(pair, arch), a.pair, deployed=True)
         ms = time_module(bicubic_net, (1, 3, h, w), runtime=a.runtime, runs=10)
         learned = pipeline_for(cut)
         row = {"arch": name, "arch_config": arch.to_dict(), "latency_ms": round(ms, 2),
-               "bicubic_lr": scores(Pipeline(bicubic_net, SCALE), a.data_root),
+               "bicubic_lr": scores(Pipeline(bicubic_net, scale), a.data_root),
                "learned_lr": {**scores(learned, a.data_root),
                               **{f"Set14_jpeg{q}": scores(pipeline_for(cut, codec=Jpeg(q)), a.data_root)["Set14"]
                                  for q in (75, 90)}},
@@ -74,11 +78,11 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     reference = []
     for name in ("elsr", "rescale"):
-        model = deploy(load_model(name, SCALE))
+        model = deploy(load_model(name, scale))
         ms = time_module(model.upscaler, (1, 3, h, w), runtime=a.runtime, runs=10)
         reference.append({"model": name, "latency_ms": round(ms, 2), **scores(pipeline_for(model), a.data_root)})
         print(json.dumps(reference[-1]), flush=True)
-    doc = {"pair": a.pair, "scale": SCALE, "runtime": a.runtime, "input_size": [h, w], "threads": 1,
+    doc = {"pair": a.pair, "scale": scale, "runtime": a.runtime, "input_size": [h, w], "threads": 1,
            "rows": rows, "reference": reference}
     a.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(table(doc))
@@ -121,7 +125,8 @@ def plot(doc: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks([t for t in (10, 20, 50, 100, 200, 500) if min(xs) / 2 <= t <= max(xs) * 2])
+    every = xs + [r["latency_ms"] for r in doc["reference"]]
+    ax.set_xticks([t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if min(every) / 2 <= t <= max(every) * 2])
     h, w = doc["input_size"]
     ax.set_xlabel(f"upscaler latency on the host, ms ({doc['runtime']}, {h}x{w}, 1 thread, log)")
     ax.set_ylabel(f"Set14 PSNR x{doc['scale']} (dB)")

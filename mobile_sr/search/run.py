@@ -41,9 +41,12 @@ SHIPPED_ACCURACY = WEIGHTS_DIR / "ofa-sr.accuracy.json"
 ACCURACY_SUBNETS = 150  # per scale
 
 
-def shipped_accuracy(spec: str) -> Path | None:
-    """The scored subnets shipped beside a built-in supernet (or supernet pair), so its search needs no data."""
-    return WEIGHTS_DIR / f"{spec}.accuracy.json" if spec in MODELS else None
+def shipped_accuracy(spec: str, scale: int) -> Path | None:
+    """The scored subnets shipped beside a built-in supernet (one file for both scales) or supernet pair (one per
+    scale, beside its weights), so that its search needs no data."""
+    if spec not in MODELS:
+        return None
+    return MODELS[spec].weights_path(scale).with_suffix("").with_suffix(".accuracy.json")
 
 
 class SearchError(ValueError):
@@ -109,11 +112,11 @@ def _read_cache(path: Path) -> dict | None:
     return doc if complete else None
 
 
-def accuracy_rows(target: OFASR | SRPair, spec: str, cache_dir: Path, data: list[str] | None, holdout_every: int,
-                  progress: bool = False, log=print) -> list[dict]:
+def accuracy_rows(target: OFASR | SRPair, spec: str, scale: int, cache_dir: Path, data: list[str] | None,
+                  holdout_every: int, progress: bool = False, log=print) -> list[dict]:
     """(arch, held-out PSNR) rows: shipped for the built-in supernet, else measured once and cached (a supernet
     pair's at its scale, on its own LR, under the digest of the whole pair)."""
-    shipped = shipped_accuracy(spec)
+    shipped = shipped_accuracy(spec, scale)
     if shipped is not None and shipped.exists():
         return json.loads(shipped.read_text())["subnets"]
     path = cache_dir / f"accuracy_{supernet_digest(target)}.json"
@@ -177,7 +180,7 @@ def search(*, supernet_spec: str, scale: int, budget_ms: float, runtime: str, pl
 
     lat_model, lat_check = latency_model(supernet, scale, size, runtime=runtime, plan=plan, threads=threads,
                                          cache_dir=cache_dir, progress=progress, log=log, budget_ms=budget_ms)
-    rows = accuracy_rows(target, supernet_spec, cache_dir, data, holdout_every, progress=progress, log=log)
+    rows = accuracy_rows(target, supernet_spec, scale, cache_dir, data, holdout_every, progress=progress, log=log)
     pred_report = acc.holdout_error(rows, seed)
     predictor = acc.fit(rows, seed)
     arch, pred_psnr, pred_ms, history = evolve(scale, budget_ms, lat_model.predict, predictor.predict, seed,

@@ -131,7 +131,7 @@ def ship_supernet_pair(run: Path, data_root: Path) -> dict:
     pair = model.module
     rows = acc.collect(pair.upscaler, held_out(cfg["data"], cfg["holdout_every"], scales=(scale,)), ACCURACY_SUBNETS,
                        progress=True, downscaler=deploy_module(pair.downscaler))
-    path = shipped_accuracy(name)
+    path = shipped_accuracy(name, scale)
     assert path is not None
     atomic_write_text(path, json.dumps({"supernet": name, "holdout_every": cfg["holdout_every"],
                                         "data": [rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
