@@ -198,6 +198,15 @@ def kill_at_checkpoint() -> Callable[[list[str], int, Path], None]:
     return _kill_at_checkpoint
 
 
+def synthetic_latency(height: int = 64, width: int = 64):
+    """A search latency table where every layer costs 1 ms per GMAC plus 0.05 ms: a stand-in device, no
+    measurement (tests of search and of the supernet pair)."""
+    from mobile_sr.search.latency import LatencyModel, all_layers
+
+    entries = {layer.key: {"typical_ms": layer.macs / 1e6 + 0.05} for layer in all_layers(height, width)}
+    return LatencyModel({"metric": "typical_ms", "entries": entries}, height, width, {"2": 0.3, "4": 0.6})
+
+
 def random_pair(scale: int = 2) -> torch.nn.Module:
     """rescale's layout with a downscaler that really departs from bicubic, and the shipped ELSR upscaler: the
     mechanics of a pair (files, exports, runtimes) without training one."""

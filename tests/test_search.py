@@ -17,17 +17,11 @@ from mobile_sr.models.ofa import OFASR, OFASubnet, largest, sample, smallest
 from mobile_sr.search import latency as latency_mod
 from mobile_sr.search import predictor, run
 from mobile_sr.search.evolution import BudgetError, EvolutionConfig, evolve
-from mobile_sr.search.latency import LatencyModel, all_layers, arch_layers, spearman
+from mobile_sr.search.latency import arch_layers, spearman
 
-from .conftest import REPO
+from .conftest import REPO, synthetic_latency
 
 SET5_HR = REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR"
-
-
-def synthetic_latency(height: int = 64, width: int = 64) -> LatencyModel:
-    """A table where every layer costs 1 ms per GMAC plus 0.05 ms: a stand-in device, no measurement."""
-    entries = {layer.key: {"typical_ms": layer.macs / 1e6 + 0.05} for layer in all_layers(height, width)}
-    return LatencyModel({"metric": "typical_ms", "entries": entries}, height, width, {"2": 0.3, "4": 0.6})
 
 
 def toy_accuracy(archs):

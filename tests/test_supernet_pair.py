@@ -20,8 +20,7 @@ from mobile_sr.search import run
 from mobile_sr.train.channel import round_8bit
 from mobile_sr.train.ofa import OFATrainConfig, archs_for_step, build_net, step_loss
 
-from .conftest import REPO, _cli
-from .test_search import synthetic_latency
+from .conftest import REPO, _cli, synthetic_latency
 
 SET5_HR = str(REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR")
 
@@ -87,13 +86,11 @@ def _pair_args(out, extra=()):
 
 
 @pytest.fixture(scope="module")
-def pair_run(tmp_path_factory):
+def pair_run(tmp_path_factory, kill_at_checkpoint):
     """A six-step supernet-pair run, straight through, and the same run killed after step 3 and resumed."""
-    from .conftest import _kill_at_checkpoint
-
     tmp = tmp_path_factory.mktemp("supernet_pair")
     ref = _cli(_pair_args(tmp / "ref"))
-    _kill_at_checkpoint(_pair_args(tmp / "run"), 3, tmp / "held")
+    kill_at_checkpoint(_pair_args(tmp / "run"), 3, tmp / "held")
     assert ref.wait(timeout=600) == 0, ref.stdout.read()
     resumed = _cli(_pair_args(tmp / "run", ("--resume",)))
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()

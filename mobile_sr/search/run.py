@@ -125,18 +125,26 @@ def accuracy_rows(target: OFASR | SRPair, spec: str, scale: int, cache_dir: Path
     if not data:
         raise SearchError("scoring subnets needs the supernet's training images: pass --data (the held-out split "
                           "of those folders is used, never Set5/Set14)")
-    pair = isinstance(target, SRPair)
-    val = held_out(data, holdout_every, log, scales=(int(target.scale),) if pair else SCALES)
-    first = next(iter(val.values()))
-    on = ", each on the pair's own LR" if pair else ""
-    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(first)} held-out images{on} (once; cached)")
-    rows = acc.collect(target.upscaler if pair else target, val, ACCURACY_SUBNETS, progress=progress,
-                       downscaler=target.downscaler if pair else None)
+    rows = score_subnets(target, data, holdout_every, progress, log)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = json.dumps({"supernet": supernet_digest(target), "data": data, "holdout_every": holdout_every,
                       "subnets": rows}, indent=1).encode()
     atomic_write(path, doc)
     return rows
+
+
+def score_subnets(target: OFASR | SRPair, data: list[str], holdout_every: int, progress: bool = False,
+                  log=print) -> list[dict]:
+    """The held-out PSNR of ``ACCURACY_SUBNETS`` random subnets per scale (plus the largest and the smallest): a
+    supernet's at x2 and x4 on bicubic LR, a supernet pair's at its scale on its own 8-bit LR. What search caches
+    and what shipping writes beside the weights."""
+    pair = isinstance(target, SRPair)
+    val = held_out(data, holdout_every, log, scales=(int(target.scale),) if pair else SCALES)
+    first = next(iter(val.values()))
+    on = ", each on the pair's own LR" if pair else ""
+    log(f"scoring {ACCURACY_SUBNETS} random subnets per scale on {len(first)} held-out images{on} (once; cached)")
+    return acc.collect(target.upscaler if pair else target, val, ACCURACY_SUBNETS, progress=progress,
+                       downscaler=target.downscaler if pair else None)
 
 
 def held_out(data: list[str], holdout_every: int, log=print, scales: tuple[int, ...] = SCALES) -> dict[int, list]:

@@ -28,12 +28,11 @@ from ..core.text import parse_size
 from ..core.weights import PROTOCOL, hardware, rel, write_weights
 from ..evaluation import Pipeline, pipeline_for, published_scores
 from ..models import MODELS, SUPERNET, WEIGHTS_DIR, load_model, load_supernet, manifest
-from ..models.deploy import deploy_module, deploy_subnet
+from ..models.deploy import deploy_subnet
 from ..models.ofa import largest
 from ..train.ofa import PHASES, OFATrainConfig
 from ..train.ship import pair_figures
-from . import predictor as acc
-from .run import ACCURACY_SUBNETS, SHIPPED_ACCURACY, held_out, search, shipped_accuracy
+from .run import score_subnets, search, shipped_accuracy
 
 SIZES = ("s", "m", "l")
 
@@ -128,22 +127,19 @@ def ship_supernet_pair(run: Path, data_root: Path) -> dict:
         "validation_history": _history(chain),
     }
     write_weights(model.module, doc, WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
-    pair = model.module
-    rows = acc.collect(pair.upscaler, held_out(cfg["data"], cfg["holdout_every"], scales=(scale,)), ACCURACY_SUBNETS,
-                       progress=True, downscaler=deploy_module(pair.downscaler))
-    path = shipped_accuracy(name, scale)
-    assert path is not None
-    atomic_write_text(path, json.dumps({"supernet": name, "holdout_every": cfg["holdout_every"],
-                                        "data": [rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
+    ship_accuracy(run)
     return doc
 
 
 def ship_accuracy(run: Path) -> None:
+    """The scored subnets of a supernet (or supernet-pair) run, written where search looks for a built-in's."""
     cfg = json.loads((run / "config.json").read_text())
-    net = load_supernet(run)
-    rows = acc.collect(net, held_out(cfg["data"], cfg["holdout_every"]), ACCURACY_SUBNETS, progress=True)
-    SHIPPED_ACCURACY.write_text(json.dumps({"supernet": "ofa-sr", "holdout_every": cfg["holdout_every"],
-                                            "data": [rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
+    name = cfg.get("pair") or SUPERNET
+    rows = score_subnets(load_supernet(run, pairs=True), cfg["data"], cfg["holdout_every"], progress=True)
+    path = shipped_accuracy(name, cfg.get("scale", 2))
+    assert path is not None  # a built-in name
+    atomic_write_text(path, json.dumps({"supernet": name, "holdout_every": cfg["holdout_every"],
+                                        "data": [rel(d) for d in cfg["data"]], "subnets": rows}, indent=1))
 
 
 def ship_subnet(name: str, scale: int, budget: float, runtime: str, size: tuple[int, int], data_root: Path,
