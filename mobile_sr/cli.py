@@ -53,7 +53,7 @@ def main() -> None:
 
 
 # Which `train` options belong to which trainer: giving one to the other trainer is an error, never ignored.
-PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch", "ema")
+PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch", "ema", "qat")
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
 PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
 UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs) or sample (ofa-sr) their own LR
@@ -105,13 +105,16 @@ UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs)
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0, show_default=True,
               help="Decay of an exponential moving average of the weights (e.g. 0.999); validation and the written "
                    "weights are the average's. 0: none. Not for ofa-sr.")
+@click.option("--qat", is_flag=True,
+              help="Quantization-aware fine-tuning of --init-from's weights on the int8 grid of the exports (XNNPACK "
+                   "PT2E); the written weights sit on that grid, and int8 exports convert them as they are. One process.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
           patch: int, lr: float, tail_lr_scale: float, warmup: int | None, loss: str, init: str, init_from: str | None,
           arch: tuple[str, ...], seed: int, val_every: int, ckpt_every: int, threads: int | None, resume: bool,
           phase_steps: str, shrink_lr: float, subnets: int, lr_weight: float, jpeg: str | None, unconstrained: bool,
-          lr_codec: str | None, ema: float, no_progress: bool) -> None:
+          lr_codec: str | None, ema: float, qat: bool, no_progress: bool) -> None:
     """Train a model on folders of HR images (runs under torchrun for DDP).
 
     A pair (e.g. rescale) trains its downscaler and upscaler jointly: HR -> downscaler -> 8-bit LR -> upscaler."""
@@ -169,7 +172,7 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
                       lr=lr, tail_lr_scale=tail_lr_scale, warmup=500 if warmup is None else warmup, loss=loss,
                       seed=seed, init=init, init_from=init_from, val_every=val_every, ckpt_every=ckpt_every,
                       config=overrides, lr_weight=lr_weight, unconstrained=unconstrained, jpeg=jpeg, lr_codec=lr_codec,
-                      ema=ema)
+                      ema=ema, qat=qat)
     try:
         summary = run_train(cfg, resume=resume, progress=not no_progress)
     except RunWriteError as exc:  # disk full, permissions: the run failed, its last checkpoint is kept

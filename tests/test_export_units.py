@@ -14,10 +14,11 @@ from PIL import Image
 from mobile_sr.data.images import read_rgb
 from mobile_sr.export import FORMATS, ExportError, parse_size, parse_targets, precision_for
 from mobile_sr.export.calib import CALIB_DIR, cut_crops, fit, load_calib
-from mobile_sr.export.dfq import _chains, correct_bias, equalize, fake_quant_weight
+from mobile_sr.export.dfq import correct_bias
 from mobile_sr.export.sidecar import SCHEMA_PATH, load_schema, validate
 from mobile_sr.models import create_model
 from mobile_sr.models.fsrcnn import init_bicubic
+from mobile_sr.models.quant import _chains, equalize, fake_quant_weight
 
 # --- calibration ------------------------------------------------------------------------------------
 

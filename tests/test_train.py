@@ -36,9 +36,11 @@ def _cli(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [(), ("--ema", "0.9")], ids=["plain", "ema"])
+@pytest.mark.parametrize("extra", [(), ("--ema", "0.9"), ("--qat", "--init-from", "fsrcnn")],
+                         ids=["plain", "ema", "qat"])
 def test_resume_after_kill_is_bit_exact(tmp_path, kill_at_checkpoint, extra):
-    """With --ema the average resumes too: the written weights are the average's, bit for bit."""
+    """With --ema the average resumes too: the written weights are the average's, bit for bit. With --qat the
+    activation fake-quantizers' observed ranges resume with the weights."""
     steps = 60
     ref = _cli(_args(tmp_path / "ref", steps, extra))
     kill_at_checkpoint(_args(tmp_path / "run", steps, extra), 30, tmp_path / "held")

@@ -167,7 +167,10 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     batch = calib.batch(h, w) if calib is not None and needs_calib else None
     # int8 exports convert an equalized, bias-corrected copy (dfq.py); float exports the model itself.
     # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
-    int8_wrapper = ExportWrapper(prepare(net, batch)).eval() if batch is not None else None
+    # Weights trained quantization-aware (train --qat) already sit on the int8 grid: adjusting them again would
+    # undo what QAT learned, so they are converted as they are, calibrated on the same batch.
+    int8_net = net if model.qat else prepare(net, batch) if batch is not None else None
+    int8_wrapper = ExportWrapper(int8_net).eval() if int8_net is not None else None
     threads = torch.get_num_threads()
     ref: Reference | DownReference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
@@ -201,7 +204,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
             doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model,
                            loaded=loaded, seconds=seconds, tools=versions("torch", "mobile-sr", *fmt.tools),
                            min_runtime=coreml.TARGETS[precision] if fmt.name == "coreml" else None,
-                           calib=calib if quantized else None, size=size,
+                           calib=calib if quantized else None, size=size, qat=model.qat,
                            verification=checked, ops=ops, part=part)
             sc.write(doc, sidecar_path(staged))
             place(staged, out / name)

@@ -22,12 +22,10 @@ equalized, 35.68 dB equalized and bias-corrected, against 36.81 dB in float.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import fx, nn
+from torch import nn
 
-WEIGHT_QMAX = 127  # int8 weights: per output channel, symmetric, scale = max|w| / 127 (TFLite, XNNPACK, ORT, Core ML)
+from ..models.quant import equalize, fake_quant_weight, run_hooked
 
 
 def prepare(model: nn.Module, calib: torch.Tensor) -> nn.Module:
@@ -43,70 +41,6 @@ def prepare(model: nn.Module, calib: torch.Tensor) -> nn.Module:
     return model
 
 
-def equalize(model: nn.Module, calib: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` with every conv -> PReLU -> conv chain range-equalized on ``calib`` (N,3,H,W)."""
-    model = copy.deepcopy(model).eval()
-    chains = _chains(model)
-    if not chains:
-        return model
-    ranges: dict[nn.Module, torch.Tensor] = {}
-
-    def record(mod: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        r = out.detach().abs().amax(dim=(0, 2, 3))
-        ranges[mod] = torch.maximum(ranges[mod], r) if mod in ranges else r
-
-    _run_hooked(model, calib, [a.register_forward_hook(record) for a, _ in chains])
-    with torch.no_grad():
-        for a, b in chains:
-            r = ranges[a]
-            s = (r / r.max()).clamp_min(1e-3)  # dead channels stay finite
-            a.weight.div_(s[:, None, None, None])
-            if a.bias is not None:
-                a.bias.div_(s)
-            # Conv2d weights are (out, in, kh, kw); ConvTranspose2d weights are (in, out, kh, kw).
-            b.weight.mul_(s[:, None, None, None] if isinstance(b, nn.ConvTranspose2d) else s[None, :, None, None])
-    return model
-
-
-def _chains(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
-    """(A, B) for every Conv2d A whose only user is a PReLU whose only user is a Conv2d/ConvTranspose2d B
-    (all ungrouped), found by tracing, so a skip connection from A's output is never rescaled."""
-    gm = fx.symbolic_trace(model)
-    mods = dict(gm.named_modules())
-
-    def module(node: fx.Node, kinds: tuple[type, ...]) -> nn.Module | None:
-        mod = mods.get(node.target) if node.op == "call_module" else None
-        return mod if isinstance(mod, kinds) and getattr(mod, "groups", 1) == 1 else None
-
-    chains = []
-    for node in gm.graph.nodes:
-        if module(node, (nn.PReLU,)) is None or len(node.users) != 1:
-            continue
-        src, (dst,) = node.args[0], node.users
-        a, b = module(src, (nn.Conv2d,)), module(dst, (nn.Conv2d, nn.ConvTranspose2d))
-        if a is not None and b is not None and len(src.users) == 1:
-            chains.append((a, b))
-    return chains
-
-
-def _run_hooked(model: nn.Module, calib: torch.Tensor, handles: list) -> None:
-    """Run every calibration image through ``model`` so the hooks record statistics, then remove them."""
-    try:
-        with torch.no_grad():
-            for x in calib:
-                model(x[None])
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def fake_quant_weight(w: torch.Tensor, axis: int) -> torch.Tensor:
-    """``w`` rounded to the converters' int8 grid along output-channel ``axis``, back in float."""
-    dims = [d for d in range(w.dim()) if d != axis]
-    scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / WEIGHT_QMAX
-    return (w / scale).round().clamp(-WEIGHT_QMAX, WEIGHT_QMAX) * scale
-
-
 def correct_bias(model: nn.Module, calib: torch.Tensor) -> None:
     """Add (W - Q(W)) . E[input] to the bias of every ungrouped convolution with a bias, in place.
 
@@ -120,7 +54,7 @@ def correct_bias(model: nn.Module, calib: torch.Tensor) -> None:
     def record(mod: nn.Module, inp: tuple) -> None:
         means[mod] = means.get(mod, 0) + inp[0].detach().mean(dim=(0, 2, 3)) / len(calib)
 
-    _run_hooked(model, calib, [m.register_forward_pre_hook(record) for m in convs])
+    run_hooked(model, calib, [m.register_forward_pre_hook(record) for m in convs])
     with torch.no_grad():
         for m in convs:
             if isinstance(m, nn.ConvTranspose2d):  # weight (in, out, kh, kw)

@@ -141,7 +141,9 @@ class Model:
     """A loaded model and what it declares: the one object every stage after ``models`` passes around.
 
     ``module`` is the trained module (an OFA supernet, a pair, a network); :func:`.deploy.deploy` turns it
-    into the static module that is run, exported and measured. ``source`` is what the user named.
+    into the static module that is run, exported and measured. ``source`` is what the user named. ``qat``: its
+    weights were trained quantization-aware (``train --qat``, ``models/quant.py``), so int8 exports convert them as
+    they are, without the range equalization and bias correction that prepare other models (``export/dfq.py``).
     """
 
     name: str
@@ -150,6 +152,7 @@ class Model:
     module: nn.Module
     source: str
     deployed: bool = False
+    qat: bool = False
 
     @classmethod
     def of(cls, name: str, module: nn.Module, source: str = "") -> Model:
@@ -220,12 +223,13 @@ def _check_supernet_scale(scale: Scale) -> None:
         raise ModelError(f"the ofa-sr supernet serves x{' and x'.join(map(str, SCALES))}, not x{scale:g}")
 
 
-def _declared(name: str, module: nn.Module, scale: Scale, source: str) -> Model:
+def _declared(name: str, module: nn.Module, scale: Scale, source: str, meta: dict | None = None) -> Model:
     supernet = module.upscaler if isinstance(module, SRPair) else module
     if isinstance(supernet, OFASR):  # a supernet serves every scale: its largest subnet at the one asked for
         _check_supernet_scale(scale)
         supernet.set_active(largest(int(scale)))
-    return Model(name, info(name).role, scale, module.eval(), source)
+    qat = bool((meta or {}).get("qat"))
+    return Model(name, info(name).role, scale, module.eval(), source, qat=qat)
 
 
 def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
@@ -239,7 +243,7 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
         scale = scale or 2
         if spec_str == SUPERNET:
             _check_supernet_scale(scale)
-        return _declared(spec_str, create_model(spec_str, scale), scale, spec_str)
+        return _declared(spec_str, create_model(spec_str, scale), scale, spec_str, manifest(spec_str, scale))
     path = Path(spec_str)
     if not path.exists():
         raise ModelError(f"{spec_str!r} is neither a built-in model ({', '.join(MODELS)}) nor an existing path")
@@ -255,7 +259,7 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
         raise ModelError(f"{path} is a x{ckpt_scale:g} model, but --scale {scale:g} was asked for")
     module = _build(name, ckpt_scale, meta.get("config", {}), path)
     _load_state(module, state, path, name)
-    return _declared(name, module, ckpt_scale, spec_str)
+    return _declared(name, module, ckpt_scale, spec_str, meta)
 
 
 def _meta_scale(meta: dict, path: Path) -> Scale:

@@ -3,6 +3,11 @@
 feature extraction 5x5 (d) -> shrink 1x1 (s) -> m x mapping 3x3 (s) -> expand 1x1 (d) -> 9x9 deconvolution,
 PReLU after every convolution. Works on the LR image directly, so the cost scales with LR pixels.
 The paper's net is Y-only; ours takes and returns RGB in [0,1] so it can be dropped into apps as is.
+
+``upsample="subpixel"`` builds the deconvolution in the form ``deploy`` exports (``subpixel.py``: a convolution and
+PixelShuffle), so a deployed FSRCNN can be trained further in the very graph that is exported: that is how
+quantization-aware training (``train --qat``) sees the int8 grid of the sub-pixel weights, not the deconvolution's.
+In that form the zero taps the rewrite pads each phase with are trainable too; the graph and its MACs are unchanged.
 """
 
 from __future__ import annotations
@@ -12,14 +17,21 @@ import math
 import torch
 from torch import nn
 
+from .subpixel import SubPixelConv
+
+UPSAMPLING = ("deconv", "subpixel")
+
 
 class FSRCNN(nn.Module):
     """FSRCNN(d, s, m). Defaults are the paper's main setting; FSRCNN-s is d=32, s=5, m=1."""
 
-    def __init__(self, scale: int = 2, d: int = 56, s: int = 12, m: int = 4, channels: int = 3) -> None:
+    def __init__(self, scale: int = 2, d: int = 56, s: int = 12, m: int = 4, channels: int = 3,
+                 upsample: str = "deconv") -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"FSRCNN scale must be >= 1, got {scale}")
+        if upsample not in UPSAMPLING or (upsample == "subpixel" and scale < 2):
+            raise ValueError(f"FSRCNN upsample={upsample!r}: use deconv, or subpixel at a scale of 2 or more")
         self.scale, self.d, self.s, self.m = scale, d, s, m
         layers: list[nn.Module] = [nn.Conv2d(channels, d, 5, padding=2), nn.PReLU(d)]
         layers += [nn.Conv2d(d, s, 1), nn.PReLU(s)]
@@ -28,8 +40,11 @@ class FSRCNN(nn.Module):
         layers += [nn.Conv2d(s, d, 1), nn.PReLU(d)]
         self.body = nn.Sequential(*layers)
         # padding 4 + output_padding scale-1 gives exactly scale*H x scale*W.
-        self.deconv = nn.ConvTranspose2d(d, channels, 9, stride=scale, padding=4, output_padding=scale - 1)
+        self.deconv: nn.Module = nn.ConvTranspose2d(d, channels, 9, stride=scale, padding=4,
+                                                    output_padding=scale - 1)
         self._init_weights()
+        if upsample == "subpixel":
+            self.deconv = SubPixelConv.from_transposed(self.deconv)
 
     def _init_weights(self) -> None:
         # The paper's init: He-normal for convolutions, N(0, 0.001) for the deconvolution.
@@ -46,7 +61,9 @@ class FSRCNN(nn.Module):
         return self.deconv
 
     def config(self) -> dict:
-        return {"d": self.d, "s": self.s, "m": self.m}
+        # The deployed form (deploy swaps the deconvolution for its SubPixelConv) names itself, so it reloads.
+        upsample = "subpixel" if isinstance(self.deconv, SubPixelConv) else "deconv"
+        return {"d": self.d, "s": self.s, "m": self.m, **({"upsample": upsample} if upsample != "deconv" else {})}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.deconv(self.body(x))
@@ -77,6 +94,8 @@ def init_bicubic(model: FSRCNN) -> FSRCNN:
     every layer and giving the deconvolution bicubic taps makes the untrained net ~bicubic,
     and training then only learns the residual detail. The architecture is unchanged.
     """
+    if not isinstance(model.deconv, nn.ConvTranspose2d):
+        raise ValueError("--init bicubic needs FSRCNN's deconvolution (upsample=deconv)")
     convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
         for conv in convs:

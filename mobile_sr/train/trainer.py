@@ -9,6 +9,7 @@ train the same model as one process with the same global batch.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -33,8 +34,10 @@ from ..data.codec_lr import CodecRange, CodecTrainPatches, codec_images
 from ..data.datasets import BenchmarkImage, TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
 from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
+from ..models.deploy import deploy_module
 from ..models.fsrcnn import FSRCNN, init_bicubic
 from ..models.pair import SRPair
+from ..models.quant import equalize, prepare_qat, snap_weights
 from .channel import JpegRange, channel
 from .schedule import warmup_cosine
 
@@ -132,6 +135,9 @@ class TrainConfig:
     # Decay of an exponential moving average of the weights (0: none). With it, validation, best.safetensors and
     # model.safetensors are the average's weights; the raw weights and the average both resume from last.pt.
     ema: float = 0.0
+    # Quantization-aware fine-tuning (models/quant.py): the deployed module trains through fake-quantizers on XNNPACK's
+    # int8 grid, validation scores that int8 simulation, and the written weights are snapped onto the grid.
+    qat: bool = False
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -155,6 +161,16 @@ class TrainConfig:
             if self.pair or self.model == "ofa-sr":
                 raise ValueError(f"--lr-codec: not an option of {self.model} (it degrades the bicubic LR of an "
                                  "upscaler; a pair makes its own LR)")
+        if self.qat:
+            if self.pair or self.model == "ofa-sr":
+                raise ValueError(f"--qat: not an option of {self.model}; it fine-tunes one static upscaler (fsrcnn, "
+                                 "elsr, or a subnet that search cut, e.g. ofa-l)")
+            if not self.init_from:
+                raise ValueError("--qat fine-tunes trained weights: pass --init-from MODEL_OR_RUN (e.g. --init-from "
+                                 f"{self.model})")
+            if self.ema:
+                raise ValueError("--qat and --ema exclude each other: the average of weights on the int8 grid is "
+                                 "not on it")
 
     @property
     def pair(self) -> bool:
@@ -227,17 +243,20 @@ def atomic_save(obj: object, path: Path) -> None:
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
+    """The module to train: built from ``cfg`` (a fine-tune of the same model takes its source's settings unless
+    ``--arch`` gives others), with ``--init-from``'s weights where they fit; for ``--qat``, in deployed form."""
     torch.manual_seed(cfg.seed)
+    source = load_model(cfg.init_from, cfg.scale if cfg.init_from in MODELS else None) if cfg.init_from else None
+    config = cfg.config or (source.config if source is not None and source.name == cfg.model else {})
     try:
-        model = create_model(cfg.model, cfg.scale, pretrained=False, **cfg.config)
+        model = create_model(cfg.model, cfg.scale, pretrained=False, **config)
     except TypeError as exc:
         raise ValueError(f"--arch {cfg.config}: not a setting of {cfg.model} ({exc})") from None
     if cfg.init == "bicubic":
         if not isinstance(model, FSRCNN):
             raise ValueError("--init bicubic is only defined for FSRCNN models")
         init_bicubic(model)
-    if cfg.init_from:
-        source = load_model(cfg.init_from, cfg.scale if cfg.init_from in MODELS else None)
+    if source is not None:
         # A pair can start from a trained upscaler (its downscaler then starts as bicubic, see models/tad.py).
         target = model.upscaler if isinstance(model, SRPair) and source.role == "upscaler" else model
         own = target.state_dict()
@@ -245,7 +264,20 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         if not fitting:
             raise ModelError(f"--init-from {cfg.init_from}: no weight of {source.name} fits {cfg.model}")
         target.load_state_dict(fitting, strict=False)
-    return model
+    return deployed_for_qat(cfg, model) if cfg.qat else model
+
+
+def deployed_for_qat(cfg: TrainConfig, model: nn.Module) -> nn.Module:
+    """``model`` in the form that is exported (``deploy``: FSRCNN's deconvolution as its sub-pixel convolution,
+    re-parameterised branches folded), rebuilt from its own config so that its checkpoint reloads: QAT must round
+    the weights the file will hold, not those of the training form."""
+    deployed = deploy_module(model)
+    try:
+        rebuilt = create_model(cfg.model, cfg.scale, pretrained=False, **deployed.config())
+        rebuilt.load_state_dict(deployed.state_dict())
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"--qat: {cfg.model}'s deployed form cannot be rebuilt from its config ({first_line(exc)})") from None
+    return rebuilt
 
 
 def start_run(out_dir: str, batch: int, resume: bool) -> tuple[int, int, Path, Path]:
@@ -290,6 +322,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     """Train per ``cfg``; returns the final summary (step, best validation PSNR, paths)."""
     cfg.check()
     world, rank, out, ckpt_path = start_run(cfg.out, cfg.batch, resume)
+    if cfg.qat and world > 1:
+        raise ValueError("--qat runs in one process: each process would observe its own activation ranges")
 
     if cfg.lr_codec:
         data: TrainPatches = CodecTrainPatches(cfg.data, cfg.scale, cfg.patch, cfg.lr_codec,
@@ -299,6 +333,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     val = load_benchmark(cfg.val_dataset, cfg.scale, cfg.val_root) if rank == 0 and cfg.val_every else []
     val_codec = codec_validation(val, cfg) if cfg.lr_codec else []
     model = build_model(cfg)
+    if cfg.qat:
+        # QAT starts range-equalized (function-preserving, models/quant.py), as the int8 exports would have prepared
+        # it; bias correction is left out, since it changes the float function that QAT learns from. Any images give
+        # the ranges: a batch of training patches is at hand. On --resume the checkpoint's weights replace these.
+        model = equalize(model, data.batch(cfg.seed, 0, range(cfg.batch))[0])
+    # QAT trains through the fake-quantized graph, which shares its parameters with ``model``.
+    graph = prepare_qat(model) if cfg.qat else None
     tail_ids = {id(p) for p in model.tail().parameters()}
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in tail_ids], "lr_scale": 1.0},
@@ -313,10 +354,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
         for key in ("model", "scale", "batch", "patch", "seed", "loss", "config", "lr_weight", "unconstrained", "jpeg",
-                    "lr_codec", "ema"):
+                    "lr_codec", "ema", "qat"):
             if saved.get(key, asdict(cfg)[key]) != asdict(cfg)[key]:
                 raise ValueError(f"--resume: {key} differs from the checkpoint ({saved.get(key)!r} vs {asdict(cfg)[key]!r})")
         model.load_state_dict(ckpt["model"])
+        if graph is not None:  # the observed activation ranges
+            graph.load_state_dict(ckpt["qat"])
         opt.load_state_dict(ckpt["optimizer"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
@@ -324,9 +367,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     elif rank == 0:
         write_config(out, asdict(cfg))
 
-    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    meta = {"model": cfg.model, "scale": cfg.scale, "config": model.config()}
-    shipped: nn.Module = ema.module if ema is not None else model  # what is validated and written as weights
+    net: nn.Module = graph if graph is not None else nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    meta = {"model": cfg.model, "scale": cfg.scale, "config": model.config(), **({"qat": True} if cfg.qat else {})}
+    shipped: nn.Module = ema.module if ema is not None else model  # what is written as weights
+    validated: nn.Module = graph if graph is not None else shipped  # QAT: the int8 simulation is what is scored
+
+    def weights() -> nn.Module:
+        """What is written: the weights, QAT's snapped onto the int8 grid (a copy; training goes on)."""
+        return snap_weights(copy.deepcopy(shipped)) if cfg.qat else shipped
 
     saved_step = step if resume else None  # the step of the checkpoint on disk, for the error line
 
@@ -338,7 +386,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         nonlocal saved_step
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best_psnr": best,
                  "train_seconds": elapsed, "history": history, "train_config": asdict(cfg), "meta": meta,
-                 **({"ema": ema.state_dict()} if ema is not None else {})}
+                 **({"ema": ema.state_dict()} if ema is not None else {}),
+                 **({"qat": graph.state_dict()} if graph is not None else {})}
         written([ckpt_path], kept(), atomic_save, state, ckpt_path)
         saved_step = step
         hold_for_test(step)
@@ -366,11 +415,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         t_last = now
         if rank == 0:
             if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                shipped.eval()
-                res = evaluate(validation_pipeline(shipped, cfg.scale), val, with_ssim=False)
+                validated.eval()
+                res = evaluate(validation_pipeline(validated, cfg.scale), val, with_ssim=False)
                 val_psnr = res.psnr
                 val_lr = f"{res.lr_psnr:.1f}" if res.lr_psnr is not None else ""
-                codec_psnr = (evaluate(Pipeline(shipped, cfg.scale), val_codec, with_ssim=False).psnr
+                codec_psnr = (evaluate(Pipeline(validated, cfg.scale), val_codec, with_ssim=False).psnr
                               if val_codec else None)
                 history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed,
                                 **({"val_lr_psnr": res.lr_psnr} if res.lr_psnr is not None else {}),
@@ -379,7 +428,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     best = val_psnr
                     best_path = out / "best.safetensors"
                     written([best_path, best_path.with_suffix(".json")], kept(),
-                            write_weights, shipped, {**meta, "step": step, "val_psnr": val_psnr}, best_path)
+                            write_weights, weights(), {**meta, "step": step, "val_psnr": val_psnr}, best_path)
                 t_last = time.perf_counter()  # validation is not training time
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 checkpoint()
@@ -391,7 +440,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if rank == 0:
         final = out / "model.safetensors"
         written([final, final.with_suffix(".json")], kept(),
-                write_weights, shipped, {**meta, "step": step, "train_seconds": elapsed}, final)
+                write_weights, weights(), {**meta, "step": step, "train_seconds": elapsed}, final)
         written([out / "summary.json"], kept(), atomic_write_text, out / "summary.json",
                 json.dumps({**summary, "history": history}, indent=2) + "\n")
     if world > 1:

@@ -1,0 +1,126 @@
+"""Quantization-aware training (``train --qat``, ``models/quant.py``): the grid it trains on is the exports' grid,
+the weights it writes sit on that grid, and the int8 exports convert them as they are."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from mobile_sr.cli import main
+from mobile_sr.core.files import sidecar_path
+from mobile_sr.models import create_model, load_model
+from mobile_sr.models.deploy import deploy_module
+from mobile_sr.models.quant import WEIGHT_QMAX, fake_quant_weight, prepare_qat, snap_weights
+
+from .conftest import REPO
+
+pytest.importorskip("executorch", reason="QAT uses XNNPACK's quantizer, which ships with the executorch extra")
+
+DATA = str(REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR")
+
+
+def _train(out: Path, model: str, steps: int, *extra: str) -> list[str]:
+    return ["train", "--model", model, "--scale", "2", "--data", DATA, "--out", str(out), "--steps", str(steps),
+            "--batch", "4", "--patch", "48", "--val-every", "0", "--ckpt-every", "10", "--threads", "1",
+            "--warmup", "2", "--lr", "5e-5", "--no-progress", *extra]
+
+
+def _weights_on_grid(state: dict[str, torch.Tensor]) -> list[str]:
+    """The convolution weights (4-D) of ``state`` that are not on the int8 grid (axis 0: every model here ends in
+    a Conv2d once deployed)."""
+    return [k for k, w in state.items() if w.dim() == 4 and not torch.equal(fake_quant_weight(w, 0), w)]
+
+
+@pytest.mark.parametrize("name", ["fsrcnn", "ofa-l"])
+def test_the_graph_rounds_weights_exactly_as_snapping_does(name):
+    """With the activation fake-quantizers off, the QAT graph is the model with snapped weights, clamped as the
+    export wrapper clamps: so the weight grid QAT trains on is the one the written file holds."""
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    model = deploy_module(create_model(name, 2)).eval()
+    graph = prepare_qat(model)
+    weight_quants = [m for m in graph.modules() if type(m).__name__ == "WeightFakeQuant"]
+    act_quants = [m for m in graph.modules() if isinstance(m, FakeQuantizeBase) and m not in weight_quants]
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    conv_calls = [n for n in graph.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+    # every convolution's weight (ofa-l's fixed 0/1 anchor too, which is on any grid); activations as well
+    assert len(weight_quants) == len(conv_calls) >= n_convs and act_quants
+    for fq in act_quants:
+        fq.disable_fake_quant()
+    graph.eval()
+    x = torch.rand(2, 3, 21, 17)  # any batch and size: the graph's shapes are dynamic
+    snapped = snap_weights(copy.deepcopy(model))
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), snapped(x).clamp(0, 1), atol=1e-6, rtol=0)
+        assert graph(x).shape == (2, 3, 42, 34)
+    again = snap_weights(copy.deepcopy(snapped))  # max|w| is on the grid: rounding again changes nothing
+    assert all(torch.equal(a, b) for a, b in zip(snapped.state_dict().values(), again.state_dict().values(), strict=True))
+    assert not _weights_on_grid(snapped.state_dict()) and _weights_on_grid(model.state_dict())
+    # The graph trains the model's own parameters (shared, not copied), through a straight-through rounding.
+    graph.train()
+    graph(x).mean().backward()
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+
+
+def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(tmp_path):
+    """A short QAT fine-tune of ELSR: the run records QAT, its weights are on the int8 grid, and the ONNX int8 file
+    holds exactly those weights (no range equalization or bias correction applied on top), and still verifies."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, _train(out, "elsr", 6, "--qat", "--init-from", "elsr"))
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["qat"] is True
+    weights = load_file(out / "model.safetensors")
+    assert not _weights_on_grid(weights)
+    start = deploy_module(create_model("elsr", 2)).state_dict()
+    assert any(not torch.equal(weights[k], start[k]) for k in weights)  # it trained
+    assert "qat" in torch.load(out / "last.pt", weights_only=True)  # the observed ranges, for --resume
+    model = load_model(out / "model.safetensors")
+    assert model.qat and model.name == "elsr"
+
+    exp = tmp_path / "exp"
+    r = CliRunner().invoke(main, ["export", "--model", str(out / "model.safetensors"), "--target", "onnx", "--int8",
+                                  "--input-size", "64x64", "--out", str(exp)])
+    assert r.exit_code == 0, r.output
+    (onnx_file,) = exp.glob("*.onnx")
+    sidecar = json.loads(sidecar_path(onnx_file).read_text())
+    assert sidecar["calibration"]["preparation"] == "qat"
+    assert sidecar["verification"]["status"] == "passed"
+    graph = onnx.load(onnx_file)
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    dequantized, codes = [], []
+    for node in graph.graph.node:
+        if node.op_type == "DequantizeLinear" and inits.get(node.input[0], np.zeros(0)).dtype == np.int8:
+            q, scale = inits[node.input[0]], inits[node.input[1]]
+            if q.ndim == 4:
+                codes.append(np.abs(q).max(axis=(1, 2, 3)))
+                dequantized.append(torch.from_numpy(q.astype(np.float32) * scale.reshape(-1, 1, 1, 1)))
+    convs = [w for w in weights.values() if w.dim() == 4]
+    assert len(dequantized) >= len(convs)  # and the fixed 0/1 anchor of the global skip
+    for w in convs:  # each trained weight is in the file, as it is
+        assert any(d.shape == w.shape and torch.allclose(d, w, atol=1e-7, rtol=1e-6) for d in dequantized)
+    assert all((c == WEIGHT_QMAX).all() for c in codes)  # max|w| / 127 per channel: the grid QAT trained on
+
+
+@pytest.mark.parametrize("model,extra,message", [
+    ("fsrcnn", ("--qat",), "error: --qat fine-tunes trained weights: pass --init-from"),
+    ("fsrcnn", ("--qat", "--init-from", "fsrcnn", "--ema", "0.9"), "error: --qat and --ema exclude each other"),
+    ("rescale", ("--qat", "--init-from", "elsr"), "error: --qat: not an option of rescale"),
+    ("ofa-sr", ("--qat",), "error: --qat: not an option of the ofa-sr trainer"),
+])
+def test_qat_refusals_leave_nothing_behind(tmp_path, model, extra, message):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--model", model, "--data", DATA, "--out", str(out), *extra])
+    assert r.exit_code == 2 and r.output.startswith(message) and r.output.count("\n") == 1, r.output
+    assert not out.exists()
