@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mobile_sr.data.calib import CALIB_DIR, CalibError, cut_crops, fit, load_calib
 from mobile_sr.data.images import read_rgb
 from mobile_sr.export import FORMATS, ExportError, parse_size, parse_targets, precision_for
-from mobile_sr.export.calib import CALIB_DIR, cut_crops, fit, load_calib
 from mobile_sr.export.dfq import correct_bias
 from mobile_sr.export.sidecar import SCHEMA_PATH, load_schema, validate
 from mobile_sr.models import create_model
@@ -63,7 +63,7 @@ def test_bad_calibration_folders_fail_with_a_fix(tmp_path, case):
         folder.mkdir()
     if case == "corrupt":
         (folder / "a.png").write_bytes(b"not a png at all")
-    with pytest.raises(ExportError, match="calib"):
+    with pytest.raises(CalibError, match="calib"):
         load_calib(folder)
 
 
@@ -134,7 +134,7 @@ def _valid_doc() -> dict:
         "export": {"seconds": 1.5, "created": "2026-01-01T00:00:00+00:00", "tools": {"torch": "2.13.0"},
                    "min_runtime": None},
         "calibration": {"source": "builtin", "images": ["a.png"], "sha256": "b" * 64, "fitted_to": [64, 64],
-                        "normalisation": "RGB / 255"},
+                        "normalisation": "RGB / 255", "preparation": "equalization+bias-correction"},
         "verification": {"status": "passed", "verified": True, "runtime": "LiteRT", "parity_psnr_db": 45.0,
                          "set5_psnr_db": 36.0, "set5_fp32_psnr_db": 36.1,
                          "thresholds": {"parity_min_db": None, "int8_max_loss_db": 0.3},
@@ -158,6 +158,7 @@ def test_schema_is_one_json_file_and_accepts_a_valid_sidecar():
     (("verification", "verified"), 1, "is not of type 'boolean'"),
     (("verification", "ops"), {"total": 1}, "not valid under any of the given schemas"),
     (("calibration",), [], "not valid under any of the given schemas"),
+    (("calibration", "preparation"), "dfq", "not valid under any of the given schemas"),
     (("schema_version",), 2, "1 was expected"),
     (("schema_version",), True, "1 was expected"),  # JSON's true is not 1, whatever Python's True == 1 says
 ])

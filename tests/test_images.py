@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from mobile_sr.data.calib import CalibError, load_calib
 from mobile_sr.data.images import (
     MAX_INPUT_PIXELS,
     ImageError,
@@ -18,8 +19,6 @@ from mobile_sr.data.images import (
     orient,
     save_image,
 )
-from mobile_sr.export.calib import load_calib
-from mobile_sr.export.common import ExportError
 
 from .image_files import blank_png, exif_with_orientation, read_png16, write_png16
 
@@ -126,10 +125,10 @@ def test_exactly_8k_is_accepted(tmp_path):
     assert load_image(ok).rgb.shape == (3, 4320, 7680) and 7680 * 4320 == MAX_INPUT_PIXELS
 
 
-def test_calib_bomb_is_an_export_error(tmp_path):
+def test_calib_bomb_is_a_calibration_error(tmp_path):
     blank_png(tmp_path / "a_bomb.png", 60000, 60000, full=False)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "b_ok.png")
-    with pytest.raises(ExportError) as err:
+    with pytest.raises(CalibError) as err:
         load_calib(tmp_path)
     assert "a_bomb.png" in str(err.value) and "decompression bomb" in str(err.value)
     assert "\n" not in str(err.value)

@@ -22,13 +22,13 @@ import torch
 
 from ..core.files import check_writable_dir, place, sidecar_path, staging
 from ..core.text import parse_size as core_parse_size
+from ..data.calib import MAX_SIDE as CALIB_MAX_SIDE
+from ..data.calib import CalibError, CalibSet, load_calib
 from ..data.datasets import load_benchmark
 from ..models import Model
 from ..models.deploy import deploy
 from . import coreml, executorch, onnx, tflite
 from . import sidecar as sc
-from .calib import MAX_SIDE as CALIB_MAX_SIDE
-from .calib import CalibSet, load_calib
 from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
 from .dfq import prepare
 from .verify import MIN_SIDE, DownReference, Reference, Verification, verify_artifact, verify_downscaler
@@ -156,7 +156,10 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
             raise ExportError(f"no Set5 x{model.scale} to verify against (it ships x2, x3, x4); "
                               "pass --no-verify") from None
     needs_calib = any(p in ("int8", "int8io") for _, p in plan)
-    calib: CalibSet | None = load_calib(calib_dir) if needs_calib or calib_dir is not None else None
+    try:
+        calib: CalibSet | None = load_calib(calib_dir) if needs_calib or calib_dir is not None else None
+    except CalibError as exc:
+        raise ExportError(str(exc)) from None
 
     model = deploy(model)
     # A pair's phone side (or its server side); the graph, MACs and figures are those of the deployed module.

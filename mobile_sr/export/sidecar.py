@@ -11,8 +11,8 @@ from typing import Any
 
 from ..core import schema
 from ..core.files import atomic_write_text
+from ..data.calib import CalibSet
 from ..models import Model
-from .calib import CalibSet
 from .common import Loaded, OpsReport, TensorInfo
 from .verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, Verification
 

@@ -1,10 +1,12 @@
-"""Calibration images for int8 exports: the shipped crops, or a folder of the user's own.
+"""Calibration images for int8 exports and for QAT's starting point: the shipped crops, or a folder of the user's own.
 
 Every int8 exporter (TFLite, ExecuTorch, Core ML, ONNX) calibrates on the same ``(N, 3, H, W)`` float32
 batch in [0, 1] RGB, made here, so the formats are comparable. The images are natural-image crops at
 LR resolution, like the tiles a phone feeds the model; they are never benchmark (test) images.
 
-The shipped set (``assets/calib``) was cut by :func:`cut_crops`; its README says from what.
+The shipped set (``assets/calib``) was cut by :func:`cut_crops`; its README says from what. It lives in ``data``
+because training uses it too: ``train --qat`` range-equalizes its starting point on these crops, exactly as an
+int8 export would prepare the model (``models/quant.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import ImageError, list_images, read_rgb
-from ..data.imresize import imresize, quantize
-from .common import ExportError
+from .images import ImageError, list_images, read_rgb
+from .imresize import imresize, quantize
 
 CALIB_DIR = Path(__file__).resolve().parent.parent / "assets" / "calib"
 MAX_SIDE = 2048  # the largest export input side (export.MAX_SIDE): no calibration batch is cut larger
+CROP = 96  # the side of the shipped crops
+
+
+class CalibError(ValueError):
+    """A calibration folder that cannot be used (missing, empty, unreadable)."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,13 @@ def load_calib(folder: str | Path | None = None) -> CalibSet:
     """Read every image in ``folder`` (default: the shipped crops). Empty or unreadable folders are an error."""
     path = Path(folder) if folder is not None else CALIB_DIR
     if not path.is_dir():
-        raise ExportError(f"calibration folder not found: {path}; pass --calib DIR with a few PNG/JPEG images")
+        raise CalibError(f"calibration folder not found: {path}; pass --calib DIR with a few PNG/JPEG images")
     try:
         files = list_images(path)
     except OSError as exc:
-        raise ExportError(f"cannot read calibration folder {path} ({exc.strerror}); check its permissions") from None
+        raise CalibError(f"cannot read calibration folder {path} ({exc.strerror}); check its permissions") from None
     if not files:
-        raise ExportError(f"calibration folder {path} holds no images; put 16-32 PNG/JPEG photos in it")
+        raise CalibError(f"calibration folder {path} holds no images; put 16-32 PNG/JPEG photos in it")
     digest = hashlib.sha256()
     images = []
     for f in files:
@@ -62,7 +68,7 @@ def load_calib(folder: str | Path | None = None) -> CalibSet:
             data = f.read_bytes()
             images.append(_keep(read_rgb(f)))
         except (OSError, ImageError) as exc:
-            raise ExportError(f"unreadable calibration image {f} ({exc}); remove or replace it") from None
+            raise CalibError(f"unreadable calibration image {f} ({exc}); remove or replace it") from None
         digest.update(f.name.encode() + b"\0" + hashlib.sha256(data).digest())
     return CalibSet(path, [f.name for f in files], digest.hexdigest(), images)
 
@@ -94,7 +100,7 @@ def fit(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr[:, top : top + h, left : left + w]))
 
 
-def cut_crops(sources: list[Path], out: Path, per_source: int = 12, size: int = 96, scale: int = 2,
+def cut_crops(sources: list[Path], out: Path, per_source: int = 12, size: int = CROP, scale: int = 2,
               seed: int = 0) -> list[Path]:
     """Cut the shipped calibration set: ``per_source`` LR crops of ``size`` px from each source folder.
 
@@ -124,7 +130,7 @@ def _size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-if __name__ == "__main__":  # python -m mobile_sr.export.calib ../shared/datasets/train/T91 ../shared/...BSD200
+if __name__ == "__main__":  # python -m mobile_sr.data.calib ../shared/datasets/train/T91 ../shared/...BSD200
     import sys
 
     for p in cut_crops([Path(a) for a in sys.argv[1:]], CALIB_DIR):
