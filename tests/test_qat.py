@@ -18,6 +18,7 @@ from mobile_sr.core.files import sidecar_path
 from mobile_sr.models import create_model, load_model
 from mobile_sr.models.deploy import deploy_module
 from mobile_sr.models.quant import WEIGHT_QMAX, fake_quant_weight, prepare_qat, snap_weights
+from mobile_sr.train.ship import train_command
 
 from .conftest import REPO
 
@@ -88,6 +89,8 @@ def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(t
     assert "qat" in torch.load(out / "last.pt", weights_only=True)  # the observed ranges, for --resume
     model = load_model(out / "model.safetensors")
     assert model.qat and model.name == "elsr"
+    command = train_command(json.loads((out / "config.json").read_text())).split()  # what a manifest records
+    assert "--qat" in command and command[command.index("--init-from") + 1] == "elsr"
 
     exp = tmp_path / "exp"
     r = CliRunner().invoke(main, ["export", "--model", str(out / "model.safetensors"), "--target", "onnx", "--int8",

@@ -35,8 +35,7 @@ def train_command(cfg: dict, stopped_at: int | None = None) -> str:
         if cfg.get(key, defaults[key]) != defaults[key]:
             value = rel(cfg[key]) if key == "init_from" else str(cfg[key])
             flags += ["--lambda" if key == "lr_weight" else "--" + key.replace("_", "-"), value]
-    if cfg.get("unconstrained"):
-        flags.append("--unconstrained")
+    flags += [f"--{key}" for key in ("unconstrained", "qat") if cfg.get(key)]
     for key, value in cfg.get("config", {}).items():
         if isinstance(value, dict):  # a pair: --arch PART.KEY=INT
             for k, v in value.get("config", {}).items():
@@ -135,6 +134,7 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
                 + (f", then {cfg['lr_codec']} (a CRF of that range per sample, one-frame clip, data/codec_lr.py)"
                    if cfg.get("lr_codec") else ""),
         "hardware": hardware(1),
+        **({"qat": True} if cfg.get("qat") else {}),  # int8 exports then convert the weights as they are
         "eval": scores, "protocol": PROTOCOL,
         **(pair_figures(model, data_root, cfg) if model.role == "pair" else {}),
         "validation_history": summary.get("history", []),
