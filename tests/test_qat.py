@@ -127,3 +127,17 @@ def test_qat_refusals_leave_nothing_behind(tmp_path, model, extra, message):
     r = CliRunner().invoke(main, ["train", "--model", model, "--data", DATA, "--out", str(out), *extra])
     assert r.exit_code == 2 and r.output.startswith(message) and r.output.count("\n") == 1, r.output
     assert not out.exists()
+
+
+def test_validation_never_changes_what_qat_trains(tmp_path):
+    """Scoring the int8 simulation on Set5 must not move its activation ranges: a run validated every 3 steps writes
+    the same weights, bit for bit, as one never validated (the observers are frozen while it is scored)."""
+    for name, every in (("quiet", "0"), ("validated", "3")):
+        args = [*_train(tmp_path / name, "fsrcnn", 6, "--qat", "--init-from", "fsrcnn")]
+        args[args.index("--val-every") + 1] = every
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("quiet", "validated"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    qa, qb = (torch.load(tmp_path / n / "last.pt", weights_only=True)["qat"] for n in ("quiet", "validated"))
+    assert all(torch.equal(qa[k], qb[k]) for k in qa)

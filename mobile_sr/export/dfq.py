@@ -18,6 +18,9 @@ correction matches what the file will hold. FSRCNN's image-carrying filters (one
 
 Measured on FSRCNN x2 (shipped weights, TFLite int8 at 64x64, Set5): 33.42 dB plain, 34.61 dB
 equalized, 35.68 dB equalized and bias-corrected, against 36.81 dB in float.
+
+The equalization itself lives in ``models/quant.py``, since ``train --qat`` starts from it too; a model trained
+that way skips this module altogether (its weights are already on the grid).
 """
 
 from __future__ import annotations

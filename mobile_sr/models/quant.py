@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import fx, nn
@@ -106,6 +108,25 @@ def prepare_qat(module: nn.Module) -> torch.fx.GraphModule:
     prepared = prepare_qat_pt2e(graph, xnnpack_quantizer(qat=True))
     allow_exported_model_train_eval(prepared)  # .train()/.eval() switch the fake-quantizers' observers
     return prepared
+
+
+@contextmanager
+def frozen_ranges(graph: nn.Module) -> Iterator[nn.Module]:
+    """``graph`` with its activation observers off: it fake-quantizes with the ranges observed so far.
+
+    Why: a fake-quantizer observes whatever passes through it, in eval mode too (``eval()`` only switches dropout
+    and batch norm). Scoring a QAT graph on validation images would otherwise pull its ranges toward them, and
+    validation would change what is trained."""
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    quants = [m for m in graph.modules() if isinstance(m, FakeQuantizeBase) and bool(m.observer_enabled[0])]
+    for m in quants:
+        m.disable_observer()
+    try:
+        yield graph
+    finally:
+        for m in quants:
+            m.enable_observer()
 
 
 class _Clamped(nn.Module):

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +39,7 @@ from ..models import MODELS, ModelError, create_model, load_model, load_torch_fi
 from ..models.deploy import deploy_module
 from ..models.fsrcnn import FSRCNN, init_bicubic
 from ..models.pair import SRPair
-from ..models.quant import equalize, prepare_qat, snap_weights
+from ..models.quant import equalize, frozen_ranges, prepare_qat, snap_weights
 from .channel import JpegRange, channel
 from .schedule import warmup_cosine
 
@@ -418,11 +419,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if rank == 0:
             if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                 validated.eval()
-                res = evaluate(validation_pipeline(validated, cfg.scale), val, with_ssim=False)
+                with frozen_ranges(graph) if graph is not None else nullcontext():  # scoring never trains
+                    res = evaluate(validation_pipeline(validated, cfg.scale), val, with_ssim=False)
+                    codec_psnr = (evaluate(Pipeline(validated, cfg.scale), val_codec, with_ssim=False).psnr
+                                  if val_codec else None)
                 val_psnr = res.psnr
                 val_lr = f"{res.lr_psnr:.1f}" if res.lr_psnr is not None else ""
-                codec_psnr = (evaluate(Pipeline(validated, cfg.scale), val_codec, with_ssim=False).psnr
-                              if val_codec else None)
                 history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "seconds": elapsed,
                                 **({"val_lr_psnr": res.lr_psnr} if res.lr_psnr is not None else {}),
                                 **({"val_codec_psnr": codec_psnr} if codec_psnr is not None else {})})
