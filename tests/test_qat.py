@@ -22,7 +22,8 @@ from mobile_sr.train.ship import train_command
 
 from .conftest import REPO
 
-pytest.importorskip("executorch", reason="QAT uses XNNPACK's quantizer, which ships with the executorch extra")
+# QAT uses XNNPACK's quantizer, which ships with the executorch extra; the export test converts with ONNX Runtime.
+pytestmark = pytest.mark.extras("executorch", "onnx")
 
 DATA = str(REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR")
 

@@ -36,7 +36,8 @@ def _cli(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [(), ("--ema", "0.9"), ("--qat", "--init-from", "fsrcnn")],
+@pytest.mark.parametrize("extra", [(), ("--ema", "0.9"), pytest.param(("--qat", "--init-from", "fsrcnn"),
+                                                                      marks=pytest.mark.extras("executorch"))],
                          ids=["plain", "ema", "qat"])
 def test_resume_after_kill_is_bit_exact(tmp_path, kill_at_checkpoint, extra):
     """With --ema the average resumes too: the written weights are the average's, bit for bit. With --qat the

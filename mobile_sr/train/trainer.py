@@ -10,6 +10,7 @@ train the same model as one process with the same global batch.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import json
 import math
@@ -173,6 +174,9 @@ class TrainConfig:
             if self.ema:
                 raise ValueError("--qat and --ema exclude each other: the average of weights on the int8 grid is "
                                  "not on it")
+            if importlib.util.find_spec("executorch") is None:
+                raise ValueError("--qat needs XNNPACK's quantizer, which ships with the executorch extra: "
+                                 "pip install -e '.[executorch]'")
 
     @property
     def pair(self) -> bool:
