@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from mobile_sr.export.dfq import _chains, equalize
 from mobile_sr.models import create_model
 from mobile_sr.models.deploy import deploy_module, profile
 from mobile_sr.models.fsrcnn import FSRCNN
+from mobile_sr.models.quant import _chains, equalize
 from mobile_sr.models.subpixel import SubPixelConv, to_subpixel
 
 # (in, out, kernel, stride, padding, output_padding): FSRCNN's 9x9 at x2/x3/x4, kernels that are and are not a
