@@ -72,15 +72,30 @@ def test_the_graph_rounds_weights_exactly_as_snapping_does(name):
     assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
 
 
-def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(tmp_path):
-    """A short QAT fine-tune of ELSR: the run records QAT, its weights are on the int8 grid, and the ONNX int8 file
-    holds exactly those weights (no range equalization or bias correction applied on top), and still verifies."""
+@pytest.fixture(scope="module")
+def elsr_qat_run(tmp_path_factory) -> Path:
+    """A short QAT fine-tune of the shipped ELSR x2 (6 steps): the mechanics, not the quality."""
+    out = tmp_path_factory.mktemp("qat") / "run"
+    r = CliRunner().invoke(main, _train(out, "elsr", 6, "--qat", "--init-from", "elsr"))
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _onnx_int8(model: str, out: Path) -> tuple[Path, dict]:
+    r = CliRunner().invoke(main, ["export", "--model", model, "--target", "onnx", "--int8", "--input-size", "64x64",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    (onnx_file,) = out.glob("*.onnx")
+    return onnx_file, json.loads(sidecar_path(onnx_file).read_text())
+
+
+def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(tmp_path, elsr_qat_run):
+    """The run records QAT, its weights are on the int8 grid, and the ONNX int8 file holds exactly those weights (no
+    range equalization or bias correction applied on top), and still verifies."""
     import onnx
     from onnx import numpy_helper
 
-    out = tmp_path / "run"
-    r = CliRunner().invoke(main, _train(out, "elsr", 6, "--qat", "--init-from", "elsr"))
-    assert r.exit_code == 0, r.output
+    out = elsr_qat_run
     meta = json.loads((out / "model.json").read_text())
     assert meta["qat"] is True
     weights = load_file(out / "model.safetensors")
@@ -93,12 +108,7 @@ def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(t
     command = train_command(json.loads((out / "config.json").read_text())).split()  # what a manifest records
     assert "--qat" in command and command[command.index("--init-from") + 1] == "elsr"
 
-    exp = tmp_path / "exp"
-    r = CliRunner().invoke(main, ["export", "--model", str(out / "model.safetensors"), "--target", "onnx", "--int8",
-                                  "--input-size", "64x64", "--out", str(exp)])
-    assert r.exit_code == 0, r.output
-    (onnx_file,) = exp.glob("*.onnx")
-    sidecar = json.loads(sidecar_path(onnx_file).read_text())
+    onnx_file, sidecar = _onnx_int8(str(out / "model.safetensors"), tmp_path / "exp")
     assert sidecar["calibration"]["preparation"] == "qat"
     assert sidecar["verification"]["status"] == "passed"
     graph = onnx.load(onnx_file)
@@ -142,3 +152,27 @@ def test_validation_never_changes_what_qat_trains(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     qa, qb = (torch.load(tmp_path / n / "last.pt", weights_only=True)["qat"] for n in ("quiet", "validated"))
     assert all(torch.equal(qa[k], qb[k]) for k in qa)
+
+
+def test_shipped_qat_weights_are_declared_and_exported_without_dfq(tmp_path, monkeypatch, elsr_qat_run,
+                                                                   shared_benchmark):
+    """``train.ship`` of a QAT run records the command with --qat and ``"qat": true`` in the manifest, and the
+    built-in model it becomes is declared QAT, so its int8 export skips range equalization and bias correction."""
+    import mobile_sr.models as models
+    import mobile_sr.train.ship as ship_module
+
+    weights_dir = tmp_path / "weights"
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights_dir)
+    monkeypatch.setattr(ship_module, "WEIGHTS_DIR", weights_dir)
+    dest = ship_module.ship(elsr_qat_run, shared_benchmark)
+    assert dest == weights_dir / "elsr_x2.safetensors"
+    man = json.loads(dest.with_suffix(".json").read_text())
+    assert man["qat"] is True and "--qat" in man["command"].split()
+    assert set(man["eval"]) == {"Set5", "Set14"}
+    assert load_model("elsr", 2).qat
+    _, sidecar = _onnx_int8("elsr", tmp_path / "exp")
+    assert sidecar["calibration"]["preparation"] == "qat"
+    monkeypatch.undo()  # the package's own ELSR again: prepared by DFQ
+    assert not load_model("elsr", 2).qat
+    _, sidecar = _onnx_int8("elsr", tmp_path / "exp-shipped")
+    assert sidecar["calibration"]["preparation"] == "equalization+bias-correction"
