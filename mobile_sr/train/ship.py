@@ -118,6 +118,24 @@ def heldout_frames(vid4: Path, scale: int) -> list[BenchmarkImage]:
     return images
 
 
+# What a searched subnet's manifest (search/ship.py) records about its cut; a fine-tune of that subnet keeps it.
+CUT_KEYS = ("arch", "budget_ms", "runtime", "input_size", "predicted", "measured", "device", "latency_model_check",
+            "predictor")
+
+
+def _cut_record(name: str, scale: int) -> dict:
+    """The search record of the shipped ``name`` x``scale`` when it is a searched subnet (else nothing), for a run
+    that fine-tuned it: its command goes first, and its latencies still hold (the graph is the same)."""
+    path = WEIGHTS_DIR / f"{name}_x{scale}.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    if "arch" not in old:
+        return {}
+    search = old["command"] if isinstance(old["command"], str) else old["command"][0]
+    return {"search_command": search, **{k: old[k] for k in CUT_KEYS if k in old},
+            "cut_from": "ofa-sr by the search command (its 'measured' PSNR is the cut's), then fine-tuned on its own "
+                        "by the train command (--init-from: the cut)"}
+
+
 def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path:
     cfg = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
@@ -126,8 +144,11 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     scores = published_scores(pipeline_for(model), data_root, model=name)
     stages, steps, seconds = _stages(cfg)
     seconds, steps = seconds + summary["train_seconds"], steps + summary["step"]
+    cut = _cut_record(name, scale) if cfg.get("init_from") == name else {}
+    if cut:
+        stages.insert(0, cut.pop("search_command"))
     manifest = {
-        "model": name, "scale": scale, "config": model.config,
+        "model": name, "scale": scale, "config": model.config, **cut,
         "command": stages[0] if len(stages) == 1 else stages,
         "steps": steps, "wall_minutes": round(seconds / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly"
