@@ -20,10 +20,10 @@ from mobile_sr.core.files import sidecar_path
 from mobile_sr.data.calib import fit, load_calib
 from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.export import FORMATS, Result, export
-from mobile_sr.export.common import ExportWrapper
 from mobile_sr.export.sidecar import validate
 from mobile_sr.export.verify import INT8_MAX_LOSS_DB, PARITY_MIN_DB, float_psnr
 from mobile_sr.models import Model, weights_path
+from mobile_sr.models.deploy import ExportWrapper
 
 pytestmark = [pytest.mark.slow, pytest.mark.extras("tflite", "executorch", "coreml", "onnx")]
 

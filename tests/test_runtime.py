@@ -15,10 +15,9 @@ from PIL import Image
 from mobile_sr.cli import eval_cmd, main, upscale
 from mobile_sr.data.images import read_rgb
 from mobile_sr.export import runtime as rt
-from mobile_sr.export.common import ExportWrapper
 from mobile_sr.inference import at_fixed_size, fixed_tile, upscale_tiled
 from mobile_sr.models import create_model, load_model
-from mobile_sr.models.deploy import deploy
+from mobile_sr.models.deploy import ExportWrapper, deploy
 
 from .conftest import REPO
 

@@ -91,8 +91,8 @@ def test_int8_equalization_still_reaches_the_subpixel_convolution():
 def test_onnx_export_of_deployed_fsrcnn_has_no_conv_transpose(tmp_path):
     import onnx
 
-    from mobile_sr.export.common import ExportWrapper
     from mobile_sr.export.onnx import to_onnx
+    from mobile_sr.models.deploy import ExportWrapper
 
     to_onnx(ExportWrapper(deploy_module(create_model("fsrcnn", 2))), torch.rand(1, 3, 32, 32), tmp_path / "f.onnx")
     ops = [n.op_type for n in onnx.load(str(tmp_path / "f.onnx")).graph.node]

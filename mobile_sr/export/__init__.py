@@ -26,10 +26,10 @@ from ..data.calib import MAX_SIDE as CALIB_MAX_SIDE
 from ..data.calib import CalibError, CalibSet, load_calib
 from ..data.datasets import load_benchmark
 from ..models import Model
-from ..models.deploy import deploy
+from ..models.deploy import ExportWrapper, deploy
 from . import coreml, executorch, onnx, tflite
 from . import sidecar as sc
-from .common import ExportError, ExportWrapper, Loaded, OpsReport, require, versions
+from .common import ExportError, Loaded, OpsReport, require, versions
 from .dfq import prepare
 from .verify import MIN_SIDE, DownReference, Reference, Verification, verify_artifact, verify_downscaler
 
@@ -172,8 +172,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
     # Weights trained quantization-aware (train --qat) already sit on the int8 grid: adjusting them again would
     # undo what QAT learned, so they are converted as they are, calibrated on the same batch.
-    int8_net = net if model.qat else prepare(net, batch) if batch is not None else None
-    int8_wrapper = ExportWrapper(int8_net).eval() if int8_net is not None else None
+    int8_wrapper = None if batch is None else ExportWrapper(net if model.qat else prepare(net, batch)).eval()
     threads = torch.get_num_threads()
     ref: Reference | DownReference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)
@@ -207,7 +206,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
             doc = sc.build(artifact=staged, fmt=fmt.name, precision=precision, model=model,
                            loaded=loaded, seconds=seconds, tools=versions("torch", "mobile-sr", *fmt.tools),
                            min_runtime=coreml.TARGETS[precision] if fmt.name == "coreml" else None,
-                           calib=calib if quantized else None, size=size, qat=model.qat,
+                           calib=calib if quantized else None, size=size,
                            verification=checked, ops=ops, part=part)
             sc.write(doc, sidecar_path(staged))
             place(staged, out / name)

@@ -1,4 +1,5 @@
-"""What every exporter shares: the wrapper that is exported, the error type, and what a runtime reports."""
+"""What every exporter shares: the error type, and what a runtime reports. The wrapper that is exported
+(``ExportWrapper``) lives in ``models/deploy.py``, since ``train --qat`` trains that very graph."""
 
 from __future__ import annotations
 
@@ -8,29 +9,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
-import torch
-from torch import nn
 
 
 class ExportError(ValueError):
     """Bad export input (target, size, precision, calibration folder, missing extra); one line saying what to do."""
-
-
-class ExportWrapper(nn.Module):
-    """The graph that is exported: ``model(x).clamp(0, 1)``.
-
-    Why the clamp: apps clamp the output to 8-bit pixels anyway, and with it the output range is
-    exactly [0, 1], so an int8 output is quantized with the scale 1/255 (no range wasted on
-    overshoot) and per-format results agree on saturated pixels. It is a single cheap op every
-    runtime has (TFLite RELU_0_TO_1 / MINIMUM+MAXIMUM, Core ML clip, ONNX Clip, XNNPACK clamp).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).clamp(0.0, 1.0)
 
 
 @dataclass

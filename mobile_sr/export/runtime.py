@@ -50,9 +50,9 @@ from ..core.quiet import native_quiet
 from ..core.weights import cpu_name
 from ..inference import OVERLAP, upscale_tiled
 from ..models import Model
-from ..models.deploy import deploy
+from ..models.deploy import ExportWrapper, deploy
 from . import FORMATS
-from .common import ExportError, ExportWrapper, versions
+from .common import ExportError, versions
 
 RUNTIMES = ("torch", "onnx", "tflite", "executorch")
 AUTO_RUNS = 3  # timed runs per runtime after one warm-up; the minimum counts (other load only adds time)

@@ -23,7 +23,7 @@ SCHEMA_VERSION = 1
 def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loaded,
           seconds: float, tools: dict[str, str], min_runtime: str | None, calib: CalibSet | None,
           size: tuple[int, int], verification: Verification, ops: OpsReport | None,
-          part: str = "upscaler", qat: bool = False) -> dict[str, Any]:
+          part: str = "upscaler") -> dict[str, Any]:
     """The sidecar document of one artifact (plain JSON types only); ``part`` is the half of a pair it holds."""
     size_bytes, digest = measure(artifact)
     net = model.downscaler if part == "downscaler" else model.upscaler
@@ -48,7 +48,7 @@ def build(*, artifact: Path, fmt: str, precision: str, model: Model, loaded: Loa
             "normalisation": "RGB / 255 in [0, 1], no mean/std; centre-cropped or mirror-padded to the input size",
             # How the float weights were readied for int8: trained on the int8 grid (train --qat), or range-equalized
             # and bias-corrected here (export/dfq.py).
-            "preparation": "qat" if qat else "equalization+bias-correction",
+            "preparation": "qat" if model.qat else "equalization+bias-correction",
         },
         "verification": {
             "status": verification.status,

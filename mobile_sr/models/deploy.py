@@ -66,6 +66,23 @@ def deploy(model: Model) -> Model:
     return replace(model, module=deploy_module(model.module), deployed=True)
 
 
+class ExportWrapper(nn.Module):
+    """The graph that is exported: ``model(x).clamp(0, 1)``.
+
+    Why the clamp: apps clamp the output to 8-bit pixels anyway, and with it the output range is
+    exactly [0, 1], so an int8 output is quantized with the scale 1/255 (no range wasted on
+    overshoot) and per-format results agree on saturated pixels. It is a single cheap op every
+    runtime has (TFLite RELU_0_TO_1 / MINIMUM+MAXIMUM, Core ML clip, ONNX Clip, XNNPACK clamp).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).clamp(0.0, 1.0)
+
+
 @dataclass
 class Profile:
     params: int

@@ -18,6 +18,8 @@ import torch
 from torch import fx, nn
 from torch.export import Dim
 
+from .deploy import ExportWrapper
+
 MAX_BATCH, MAX_SIDE = 256, 4096  # the dynamic shapes a prepared graph accepts (training batches, whole images)
 WEIGHT_QMAX = 127  # int8 weights: per output channel, symmetric, scale = max|w| / 127 (TFLite, XNNPACK, ORT, Core ML)
 
@@ -54,8 +56,7 @@ def _weight_fake_quant_class() -> type:
             self.quant_min, self.quant_max = -WEIGHT_QMAX, WEIGHT_QMAX
 
         def calculate_qparams(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            dims = [d for d in range(w.dim()) if d != self.ch_axis]
-            scale = w.detach().abs().amax(dim=dims).clamp_min(1e-12) / WEIGHT_QMAX
+            scale = weight_scale(w.detach(), self.ch_axis).flatten()
             return scale, torch.zeros_like(scale, dtype=torch.int32)
 
         def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -67,10 +68,15 @@ def _weight_fake_quant_class() -> type:
     return WeightFakeQuant
 
 
+def weight_scale(w: torch.Tensor, axis: int) -> torch.Tensor:
+    """The converters' int8 step of each output channel (along ``axis``) of ``w``: max|w| / 127, broadcastable."""
+    dims = [d for d in range(w.dim()) if d != axis]
+    return w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / WEIGHT_QMAX
+
+
 def fake_quant_weight(w: torch.Tensor, axis: int) -> torch.Tensor:
     """``w`` rounded to the converters' int8 grid along output-channel ``axis``, back in float."""
-    dims = [d for d in range(w.dim()) if d != axis]
-    scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / WEIGHT_QMAX
+    scale = weight_scale(w, axis)
     return (w / scale).round().clamp(-WEIGHT_QMAX, WEIGHT_QMAX) * scale
 
 
@@ -104,9 +110,10 @@ def prepare_qat(module: nn.Module) -> torch.fx.GraphModule:
     example = torch.rand(2, 3, 24, 24)
     shapes = ({0: Dim("batch", min=1, max=MAX_BATCH), 2: Dim("height", min=8, max=MAX_SIDE),
                3: Dim("width", min=8, max=MAX_SIDE)},)
-    graph = torch.export.export(_Clamped(module), (example,), dynamic_shapes=shapes).module()
+    # The exported graph ends in the wrapper's clamp, so its int8 output is quantized at 1/255: QAT sees the same.
+    graph = torch.export.export(ExportWrapper(module), (example,), dynamic_shapes=shapes).module()
     prepared = prepare_qat_pt2e(graph, xnnpack_quantizer(qat=True))
-    allow_exported_model_train_eval(prepared)  # .train()/.eval() switch the fake-quantizers' observers
+    allow_exported_model_train_eval(prepared)  # .train()/.eval() become legal (they never stop observers)
     return prepared
 
 
@@ -127,18 +134,6 @@ def frozen_ranges(graph: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m in quants:
             m.enable_observer()
-
-
-class _Clamped(nn.Module):
-    """``module(x).clamp(0, 1)``: the exported graph ends in this clamp (``export.common.ExportWrapper``), so its
-    int8 output is quantized at 1/255, and QAT must see the same."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.model = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).clamp(0.0, 1.0)
 
 
 def equalize(model: nn.Module, calib: torch.Tensor) -> nn.Module:

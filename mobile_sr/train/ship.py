@@ -19,7 +19,7 @@ from ..data.datasets import BenchmarkImage
 from ..data.images import read_rgb
 from ..data.imresize import imresize, quantize
 from ..evaluation import Jpeg, evaluate, pipeline_for, published_scores
-from ..models import WEIGHTS_DIR, Model, ModelError, load_model, load_torch_file
+from ..models import WEIGHTS_DIR, Model, ModelError, info, load_model, load_torch_file
 from .trainer import TrainConfig
 
 
@@ -126,8 +126,7 @@ CUT_KEYS = ("arch", "budget_ms", "runtime", "input_size", "predicted", "measured
 def _cut_record(name: str, scale: int) -> dict:
     """The search record of the shipped ``name`` x``scale`` when it is a searched subnet (else nothing), for a run
     that fine-tuned it: its command goes first, and its latencies still hold (the graph is the same)."""
-    path = WEIGHTS_DIR / f"{name}_x{scale}.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
+    old = info(name).manifest(scale) or {}
     if "arch" not in old:
         return {}
     search = old["command"] if isinstance(old["command"], str) else old["command"][0]
