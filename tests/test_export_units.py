@@ -76,6 +76,19 @@ def test_fit_crops_large_and_mirrors_small_images():
     assert torch.equal(big[:, 9, 14:26], img[:, 0])  # mirrored: the first padded row repeats the edge row
 
 
+def test_native_calibration_holds_each_pixel_once(tmp_path):
+    """PT2E calibrates on ``native``: the batch's pixels without the mirrored repeats, nothing cropped away."""
+    calib = load_calib()
+    native, batch = calib.native(256, 256), calib.batch(256, 256)
+    assert len(native) == len(batch) and all(x.shape == (3, 96, 96) for x in native)
+    assert all(torch.equal(x, b[:, 80:176, 80:176]) for x, b in zip(native, batch, strict=True))  # the mirror centre
+    assert [x.shape for x in calib.native(64, 200)] == [(3, 64, 96)] * len(batch)  # cropped where the batch crops
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 280, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    big = load_calib(tmp_path)
+    assert torch.equal(torch.stack(big.native(256, 256)), big.batch(256, 256))  # large enough: the batch itself
+    assert big.native(4, 4)[0].shape == (3, 4, 4)
+
+
 def test_shipped_crops_are_reproducible(shared_train, tmp_path):
     """cut_crops really is how the shipped set was made (names and pixels)."""
     made = cut_crops([shared_train / "T91", shared_train / "BSD200"], tmp_path)

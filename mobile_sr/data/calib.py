@@ -49,6 +49,14 @@ class CalibSet:
         """All images fitted to ``h`` x ``w`` (see :func:`fit`): (N, 3, h, w) float32 in [0, 1]."""
         return torch.stack([fit(img, h, w) for img in self.images])
 
+    def native(self, h: int, w: int) -> list[torch.Tensor]:
+        """Each image fitted to at most ``h`` x ``w`` and never mirrored (8 px a side at least): (3, h', w') float32.
+
+        These hold the pixels of ``batch(h, w)`` once each, where the batch repeats a smaller image by mirroring:
+        what a calibration that runs at any size (PT2E, ``export/pt2e.py``) observes, at a fraction of the cost."""
+        return [fit(img, max(min(h, img.shape[1]), min(h, 8)), max(min(w, img.shape[2]), min(w, 8)))
+                for img in self.images]
+
 
 def load_calib(folder: str | Path | None = None) -> CalibSet:
     """Read every image in ``folder`` (default: the shipped crops). Empty or unreadable folders are an error."""

@@ -50,15 +50,18 @@ class Format:
     tools: tuple[str, ...]  # distributions whose versions go into the sidecar
     export: Callable[..., OpsReport | None]
     load: Callable[[Path, int], Loaded]
+    # int8 calibrates on the images at their own size (CalibSet.native, a list), not on the export-size batch:
+    # PT2E graphs run at any size (export/pt2e.py); the converters of static graphs take the batch.
+    calib_native: bool = False
 
 
 FORMATS: dict[str, Format] = {
     "tflite": Format("tflite", ".tflite", "tflite", tflite.MODULES, ("fp32", "fp16", "int8", "int8io"), None,
                      ("onnx", "onnx2tf", "tensorflow", "ai-edge-litert"), tflite.export, tflite.load),
     "executorch": Format("executorch", ".pte", "executorch", ("executorch", "torchao"), ("fp32", "int8"), None,
-                         ("executorch", "torchao"), executorch.export, executorch.load),
+                         ("executorch", "torchao"), executorch.export, executorch.load, calib_native=True),
     "coreml": Format("coreml", ".mlpackage", "coreml", ("coremltools",), ("fp16", "fp32", "int8"), "executorch",
-                     ("coremltools", "executorch", "torchao"), coreml.export, coreml.load),
+                     ("coremltools", "executorch", "torchao"), coreml.export, coreml.load, calib_native=True),
     "onnx": Format("onnx", ".onnx", "onnx", ("onnx", "onnxruntime"), ("fp32", "int8"), None,
                    ("onnx", "onnxruntime"), onnx.export, onnx.load),
 }
@@ -168,6 +171,7 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     h, w = size
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     batch = calib.batch(h, w) if calib is not None and needs_calib else None
+    native = calib.native(h, w) if calib is not None and needs_calib else None  # the same pixels, each once
     # int8 exports convert an equalized, bias-corrected copy (dfq.py); float exports the model itself.
     # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
     # Weights trained quantization-aware (train --qat) already sit on the int8 grid: adjusting them again would
@@ -189,8 +193,8 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
             staged = tmp / name
             t0 = time.perf_counter()
             quantized = precision in ("int8", "int8io")
-            ops = fmt.export(int8_wrapper if quantized else wrapper, example, precision, batch if quantized else None,
-                             staged)
+            fmt_calib = (native if fmt.calib_native else batch) if quantized else None
+            ops = fmt.export(int8_wrapper if quantized else wrapper, example, precision, fmt_calib, staged)
             seconds = time.perf_counter() - t0
             loaded = fmt.load(staged, threads)
             ops = loaded.ops or ops  # the runtime's own report wins over the export-time one

@@ -12,6 +12,7 @@ output names, shapes and dtypes, and the dtype of every convolution's weights.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ INPUT, OUTPUT = "input", "output"
 TARGETS = {"fp32": "iOS15", "fp16": "iOS15", "int8": "iOS17"}  # the oldest OS whose Core ML has every op used
 
 
-def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: torch.Tensor | None,
+def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: Sequence[torch.Tensor] | None,
            dest: Path) -> OpsReport | None:
     import coremltools as ct
 

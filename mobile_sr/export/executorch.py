@@ -6,6 +6,7 @@ rest runs on ExecuTorch's portable kernels, and :func:`_delegation` lists those 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .common import Loaded, OpsReport, TensorInfo
 from .pt2e import quantize_pt2e
 
 
-def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: torch.Tensor | None,
+def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: Sequence[torch.Tensor] | None,
            dest: Path) -> OpsReport:
     """fp32, or int8 (per-channel int8 weights, int8 activations); float I/O either way."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
