@@ -70,7 +70,7 @@ def test_the_supernet_and_three_subnets_per_scale_ship():
 @pytest.mark.parametrize("name,scale", OFA_SUBNETS)
 def test_shipped_subnet_is_cut_from_the_supernet_and_matches_its_manifest(name, scale):
     """The shipped subnet's weights are the supernet's, sliced for its arch (to float rounding), unless its manifest
-    records a fine-tune of the cut after the search (the default model at x2): then the graph is the cut's."""
+    records a fine-tune of the cut after the search (ofa-m and ofa-l): then the graph is the cut's."""
     man = manifest(name, scale)
     search, *fine_tunes = man["command"] if isinstance(man["command"], list) else [man["command"]]
     assert search.startswith(f"mobile-sr search --scale {scale} --latency-ms")
