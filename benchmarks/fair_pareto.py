@@ -108,7 +108,7 @@ def main() -> None:
     print(f"{dev['model']}, {dev['cpu_cores']} cores, fp32 matmul peak {doc['matmul_peak(gmac/s)']} GMAC/s\n")
     for scale in scales:
         print(f"x{scale}\n\n{table(doc, scale)}\n")
-    plot(doc, scales, a.plot)
+    plot(doc, [s for s in scales if len(rows_by_model(doc, s)) > 1], a.plot)  # one model draws no comparison
     print(f"wrote {a.plot}")
 
 
