@@ -209,8 +209,6 @@ def test_float_exports_keep_set5_of_pytorch(exported):
         assert v.set5_psnr_db == pytest.approx(v.set5_fp32_psnr_db, abs=0.01), key
 
 
-
-
 def test_pt2e_calibrates_the_crops_at_their_own_size_and_converts_at_the_export_size(tmp_path, image_like_model):
     """At 128x128 the shipped 96x96 crops are smaller than the export: PT2E observes them as they are (a graph with
     dynamic height and width) and must find the ranges the mirrored 128x128 batch gives, within the histogram
