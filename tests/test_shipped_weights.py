@@ -74,8 +74,8 @@ def test_shipped_subnet_is_cut_from_the_supernet_and_matches_its_manifest(name, 
     man = manifest(name, scale)
     search, *fine_tunes = man["command"] if isinstance(man["command"], list) else [man["command"]]
     assert search.startswith(f"mobile-sr search --scale {scale} --latency-ms")
-    assert all(c.startswith(f"mobile-sr train --model {name} --scale {scale} ") and f"--init-from {name}" in c
-               for c in fine_tunes)
+    assert all(c.startswith(f"mobile-sr train --model {name} --scale {scale} ") for c in fine_tunes)
+    assert not fine_tunes or f"--init-from {name}" in fine_tunes[0]  # later runs continue the one before
     assert man["measured"]["latency_ms"] > 0 and man["predicted"]["latency_ms"] <= man["budget_ms"]
     sub = create_model(name, scale)
     cut = create_model("ofa-sr").get_subnet(Arch.from_dict(man["arch"]))

@@ -274,13 +274,37 @@ def test_ship_records_the_init_from_chain_and_refuses_a_corrupt_checkpoint(tmp_p
     assert CliRunner().invoke(main, _args(second, 2, ("--init-from", str(first / "last.pt")))).exit_code == 0
     assert CliRunner().invoke(main, _args(third, 4, ("--init-from", str(second / "model.safetensors")))).exit_code == 0
     cfg = json.loads((second / "config.json").read_text())
-    stages, steps, seconds = _stages(cfg)
+    stages, steps, seconds, root = _stages(cfg)
+    assert root is None  # the chain started from scratch
     assert len(stages) == 2 and "--steps 3" in stages[0] and "--steps 2" in stages[1]
     assert "--init-from " in stages[1] and "/a/last.pt" in stages[1]  # paths as relative as where it ran
     assert steps == 3 and seconds > 0  # the earlier run's; the caller adds this run's own
-    stages, steps, _ = _stages(json.loads((third / "config.json").read_text()))
+    stages, steps, _, _ = _stages(json.loads((third / "config.json").read_text()))
     assert [s.split("--steps ")[1].split()[0] for s in stages] == ["3", "2", "4"] and steps == 5
     assert "/b/model.safetensors" in stages[2]
     (first / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="cannot read checkpoint"):
         _stages(cfg)
+
+
+def test_a_subnet_fine_tuned_in_two_runs_keeps_its_cut_record(tmp_path, monkeypatch, shared_benchmark):
+    """A searched subnet's fine-tune may span sessions (each run --init-from the last): the shipped manifest still
+    starts with the search command and keeps the cut's arch and latencies, then lists every training run."""
+    from mobile_sr.models import manifest
+    from mobile_sr.train import ship
+
+    def subnet_args(out: Path, extra: tuple[str, ...]) -> list[str]:
+        args = _args(out, 2, extra)
+        args[args.index("fsrcnn")] = "ofa-s"
+        return args
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert CliRunner().invoke(main, subnet_args(first, ("--init-from", "ofa-s"))).exit_code == 0
+    assert CliRunner().invoke(main, subnet_args(second, ("--init-from", str(first / "model.safetensors")))).exit_code == 0
+    monkeypatch.setattr(ship, "WEIGHTS_DIR", tmp_path / "weights")  # never over the shipped weights
+    man = json.loads(ship.ship(second, shared_benchmark).with_suffix(".json").read_text())
+    shipped = manifest("ofa-s", 2)
+    search, *trains = man["command"]
+    assert search == shipped["command"][0] and search.startswith("mobile-sr search --scale 2")
+    assert len(trains) == 2 and "--init-from ofa-s" in trains[0] and "/a/model.safetensors" in trains[1]
+    assert man["arch"] == shipped["arch"] and man["measured"] == shipped["measured"] and man["steps"] == 4

@@ -63,17 +63,18 @@ def _previous(src: str | None) -> tuple[dict, int, float] | None:
     return None
 
 
-def _stages(cfg: dict) -> tuple[list[str], int, float]:
+def _stages(cfg: dict) -> tuple[list[str], int, float, str | None]:
     """Commands of every run this one was fine-tuned from (``--init-from``), oldest first, then this run's own
-    (not counted: the caller adds this run's steps and seconds), with those earlier runs' steps and seconds."""
-    stages, steps, seconds = [train_command(cfg)], 0, 0.0
-    prev = _previous(cfg.get("init_from"))
+    (not counted: the caller adds this run's steps and seconds), with those earlier runs' steps and seconds, and
+    what the oldest run started from (its ``--init-from``: a model name, a file, or None)."""
+    stages, steps, seconds, root = [train_command(cfg)], 0, 0.0, cfg.get("init_from")
+    prev = _previous(root)
     while prev is not None:
         pcfg, pstep, psec = prev
         stages.insert(0, train_command(pcfg, pstep if pstep < pcfg["steps"] else None))
-        steps, seconds = steps + pstep, seconds + psec
-        prev = _previous(pcfg.get("init_from"))
-    return stages, steps, seconds
+        steps, seconds, root = steps + pstep, seconds + psec, pcfg.get("init_from")
+        prev = _previous(root)
+    return stages, steps, seconds, root
 
 
 def pair_figures(model: Model, data_root: Path, cfg: dict) -> dict:
@@ -141,9 +142,10 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     model = load_model(run / weights)
     name, scale = cfg["model"], cfg["scale"]
     scores = published_scores(pipeline_for(model), data_root, model=name)
-    stages, steps, seconds = _stages(cfg)
+    stages, steps, seconds, root = _stages(cfg)
     seconds, steps = seconds + summary["train_seconds"], steps + summary["step"]
-    cut = _cut_record(name, scale) if cfg.get("init_from") == name else {}
+    # A searched subnet fine-tuned in several runs (each --init-from the last) keeps its cut's record too.
+    cut = _cut_record(name, scale) if root == name else {}
     if cut:
         stages.insert(0, cut.pop("search_command"))
     manifest = {
