@@ -222,8 +222,8 @@ def test_pt2e_calibrates_the_crops_at_their_own_size_and_converts_at_the_export_
         return [float(n.args[1]) for n in graph.graph.nodes
                 if n.op == "call_function" and n.target.__name__.startswith("quantize_per_tensor")]
 
-    native, mirrored = scales(quantize_pt2e(wrapper, example, calib.native(128, 128))), \
-        scales(quantize_pt2e(wrapper, example, calib.batch(128, 128)))
+    native = scales(quantize_pt2e(wrapper, example, calib.native(128, 128)))
+    mirrored = scales(quantize_pt2e(wrapper, example, calib.batch(128, 128)))
     assert len(native) == len(mirrored) >= 5
     assert native == pytest.approx(mirrored, rel=0.1)
     (result,) = export(Model.of("elsr", model), ["executorch"], int8=True, size=(128, 128), out_dir=tmp_path)

@@ -173,7 +173,8 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     batch = calib.batch(h, w) if calib is not None and needs_calib else None
     native = calib.native(h, w) if calib is not None and needs_calib else None  # the same pixels, each once
     # int8 exports convert an equalized, bias-corrected copy (dfq.py); float exports the model itself.
-    # Its statistics come from the very batch the quantizers calibrate on, so both see the same activations.
+    # Its statistics come from the batch the static-graph quantizers calibrate on; PT2E's `native` images hold the
+    # same pixels without the mirrored repeats, so every quantizer sees the activations the preparation saw.
     # Weights trained quantization-aware (train --qat) already sit on the int8 grid: adjusting them again would
     # undo what QAT learned, so they are converted as they are, calibrated on the same batch.
     int8_wrapper = None if batch is None else ExportWrapper(net if model.qat else prepare(net, batch)).eval()

@@ -133,7 +133,7 @@ def _cut_record(name: str, scale: int) -> dict:
     search = old["command"] if isinstance(old["command"], str) else old["command"][0]
     return {"search_command": search, **{k: old[k] for k in CUT_KEYS if k in old},
             "cut_from": "ofa-sr by the search command (its 'measured' PSNR is the cut's), then fine-tuned on its own "
-                        "by the train command (--init-from: the cut)"}
+                        "by the train command(s) (the first --init-from: the cut)"}
 
 
 def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path:
