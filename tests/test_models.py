@@ -12,7 +12,7 @@ import torch
 from mobile_sr.core.weights import write_weights
 from mobile_sr.data.datasets import load_benchmark
 from mobile_sr.evaluation import evaluate, pipeline_for
-from mobile_sr.models import MODELS, ROLES, ModelError, create_model, load_model
+from mobile_sr.models import DEFAULT_MODEL, MODELS, ROLES, ModelError, create_model, load_model
 from mobile_sr.models.deploy import deploy, profile
 from mobile_sr.models.fsrcnn import FSRCNN, init_bicubic
 
@@ -121,8 +121,9 @@ def test_unknown_model_and_missing_weights_are_clear():
     with pytest.raises(ModelError, match="no shipped weights for fsrcnn-s x3"):
         create_model("fsrcnn-s", 3)
     # The default model serves x2 and x4; at x3 the message names the upscaler that ships x3.
-    with pytest.raises(ModelError, match=r"no shipped weights for ofa-l x3 .*x3 ships for: fsrcnn \(--model fsrcnn\)"):
-        create_model("ofa-l", 3)
+    x3 = rf"no shipped weights for {DEFAULT_MODEL} x3 .*x3 ships for: fsrcnn \(--model fsrcnn\)"
+    with pytest.raises(ModelError, match=x3):
+        create_model(DEFAULT_MODEL, 3)
     with pytest.raises(ModelError, match="neither a built-in model"):
         load_model("no/such/file.pt")
 

@@ -16,7 +16,7 @@ from mobile_sr.cli import eval_cmd, main, upscale
 from mobile_sr.data.images import read_rgb
 from mobile_sr.export import runtime as rt
 from mobile_sr.inference import at_fixed_size, fixed_tile, upscale_tiled
-from mobile_sr.models import create_model, load_model
+from mobile_sr.models import DEFAULT_MODEL, create_model, load_model
 from mobile_sr.models.deploy import ExportWrapper, deploy
 
 from .conftest import REPO
@@ -92,14 +92,14 @@ def test_spans_tile_the_side_with_context(n, window, overlap):
 
 @pytest.mark.extras("onnx", "tflite", "executorch")
 def test_default_model_upscales_on_the_fastest_runtime_like_torch(tmp_path, cache):
-    """The user's command: ofa-l, default runtime (auto: the one that ran a window fastest, timed once) against
+    """The user's command: the default model and runtime (auto: the one that ran a window fastest, timed once) against
     --runtime torch, PNG bytes."""
     fast = CliRunner().invoke(main, ["upscale", str(BABY), "-o", str(tmp_path / "fast.png")])
     eager = CliRunner().invoke(main, ["upscale", str(BABY), "-o", str(tmp_path / "eager.png"), "--runtime", "torch"])
     assert fast.exit_code == 0 and eager.exit_code == 0, fast.output + eager.output
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png")).astype(int) for n in ("fast", "eager"))
     assert a.shape == b.shape == (512, 512, 3) and np.abs(a - b).max() <= 1
-    (kept,) = cache.glob("runtime/fastest_ofa-l_x2_272x272_*.json")
+    (kept,) = cache.glob(f"runtime/fastest_{DEFAULT_MODEL}_x2_272x272_*.json")
     doc = json.loads(kept.read_text())
     cost = {r: doc["startup_ms"].get(r, 0.0) + doc["windows"] * ms for r, ms in doc["ms"].items()}
     assert set(doc["ms"]) == set(rt.RUNTIMES) and doc["runtime"] == min(cost, key=cost.get)  # start-up included
@@ -124,7 +124,7 @@ def test_auto_with_only_pytorch_installed_times_nothing(monkeypatch, tmp_path):
 @pytest.mark.parametrize("runtime", ["tflite", "executorch"])
 def test_default_model_on_the_other_runtimes(runtime):
     torch.set_num_threads(1)
-    model = load_model("ofa-l", 2)
+    model = load_model(DEFAULT_MODEL, 2)
     lr = read_rgb(BABY)[:, :200, :]  # 200 rows: the last window is moved inside the image
     with torch.inference_mode():
         ref = upscale_tiled(deploy(model).upscaler, lr, 2, tile=128)

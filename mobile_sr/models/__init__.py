@@ -126,10 +126,11 @@ MODELS: dict[str, ModelInfo] = {
 }
 SUPERNET = "ofa-sr"
 
-# The default of upscale/eval/export: the large searched subnet beats FSRCNN's Set5/Set14 PSNR at x2 and x4
-# at a third (x2) to a half (x4) of its host LiteRT latency, and its int8 export loses < 0.15 dB where FSRCNN's loses ~1.2 dB
-# (README, "Once-for-All SR"). ELSR is the pick for the tightest budgets.
-DEFAULT_MODEL = "ofa-l"
+# The default of upscale/eval/export: the medium searched subnet, fine-tuned after its cut, is above published
+# FSRCNN's Set5/Set14 PSNR at x2 and x4, and at x2 it runs in 0.71x FSRCNN's host latency, each in its fastest
+# runtime (README, "Fair comparison"). ofa-l is 0.03 dB better at x2 for 1.8x ofa-m's latency; ELSR is the pick
+# for the tightest budgets.
+DEFAULT_MODEL = "ofa-m"
 
 
 class ModelError(ValueError):
@@ -203,7 +204,7 @@ def create_model(name: str, scale: Scale = 2, pretrained: bool = True, **config)
     path = spec.weights_path(scale)
     if pretrained and not path.exists():
         have = ", ".join(f"x{s:g}" for s in spec.shipped_scales()) or "none"
-        # The default model (ofa-l) serves x2 and x4 only: point a user asking for x3 at what does ship x3.
+        # The default model (ofa-m) serves x2 and x4 only: point a user asking for x3 at what does ship x3.
         others = [n for n, o in MODELS.items() if n != name and o.role == spec.role and scale in o.shipped_scales()]
         instead = f"; x{scale:g} ships for: {', '.join(others)} (--model {others[0]})" if others else ""
         raise ModelError(
