@@ -46,6 +46,28 @@ class Commands(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+class Factor(click.ParamType):
+    """``--scale``: an integer, or for a scale-arbitrary model (rescale-aidn) a fraction such as 2.5; an integral
+    value comes back as an int, so x2 and x2.0 name the same weights."""
+
+    name = "factor"
+
+    def __init__(self, minimum: float = 1) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | float:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not number >= self.minimum or number == float("inf"):
+            self.fail(f"{value} is not a factor >= {self.minimum:g}", param, ctx)
+        return int(number) if number.is_integer() else number
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mobile-sr")
 def main() -> None:
@@ -245,7 +267,7 @@ def models_cmd() -> None:
                        f"{prof.macs_per_output_pixel:>8,.0f} {s5:>13} {s14:>13}  {spec.description}{lr}")
 
 
-def _load(model: str, scale: int | None):
+def _load(model: str, scale: float | None):
     """The deployed model a command runs (``deploy`` is the one step between training and every consumer)."""
     from .models import ModelError, load_model
     from .models.deploy import deploy
@@ -254,6 +276,14 @@ def _load(model: str, scale: int | None):
         return deploy(load_model(model, scale))
     except ModelError as exc:
         fail(str(exc))
+
+
+def _torch_only(model, runtime: str) -> None:  # noqa: ANN001 (a models.Model; imported lazily)
+    """A scale-arbitrary model runs in PyTorch only (its resizes are matrices of the image size; no export)."""
+    from .models import scale_arbitrary
+
+    if scale_arbitrary(model.name) and runtime not in ("auto", "torch"):
+        fail(f"--runtime {runtime}: {model.name} is scale-arbitrary and runs in PyTorch only; drop --runtime")
 
 
 def _write_json(doc: dict, path: str) -> None:
@@ -283,8 +313,8 @@ def _check_out_file(path: str | None, option: str) -> None:
 @click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder, .pt checkpoint or .safetensors file; 'bicubic' for the baseline.")
 @click.option("--dataset", default="Set5", show_default=True)
-@click.option("--scale", type=click.IntRange(min=1), default=None,
-              help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--scale", type=Factor(), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name. A fraction (2.5) for rescale-aidn.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder holding <dataset>/x<scale>/{HR,LR}; default: the Set5 copy inside the package.")
 @click.option("--downscaler", default=None,
@@ -299,7 +329,7 @@ def _check_out_file(path: str | None, option: str) -> None:
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tflite", "executorch"]), default="auto",
               show_default=True, help="Where the upscaler runs (fp32, the same figures to 0.01 dB; a downscaler stays "
                                       "in PyTorch); auto: the fastest installed of onnx, tflite, executorch, torch.")
-def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | None, downscaler: str | None,
+def eval_cmd(model_spec: str, dataset: str, scale: float | None, data_root: str | None, downscaler: str | None,
              source: str | None, codec: str | None, jpeg_quality: int | None, tile: int | None,
              json_out: str | None, runtime: str) -> None:
     """PSNR/SSIM per image and mean (Y channel, crop = scale, as published tables) of a pipeline:
@@ -334,6 +364,7 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
         except RuntimeMissing as exc:
             fail(str(exc))
         model, label = _load(model_spec, scale), model_spec
+        _torch_only(model, runtime)
         if source == "learned" and model.role != "pair":
             fail(f"--pipeline learned: {model.name} is an {model.role} with no downscaler of its own; "
                  "use a pair (e.g. rescale), or --downscaler NAME")
@@ -363,7 +394,8 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
         click.echo(f"{img.name:<16} {img.psnr:>7.2f} {img.ssim:>7.4f}" + (f" {img.lr_psnr:>8.2f}" if lr_col else ""))
     click.echo(f"{'mean':<16} {res.psnr:>7.2f} {res.ssim:>7.4f}" + (f" {res.lr_psnr:>8.2f}" if lr_col else ""))
     if lr_col:
-        click.echo("LR PSNR: the pipeline's 8-bit LR against the published MATLAB-bicubic LR (Y, no crop)")
+        made = "the published" if float(scale).is_integer() else "the (cropped HR's)"
+        click.echo(f"LR PSNR: the pipeline's 8-bit LR against {made} MATLAB-bicubic LR (Y, no crop)")
     if json_out:
         _write_json(res.to_dict(), json_out)
 
@@ -373,8 +405,8 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
 @click.option("-o", "--output", "dst", required=True, type=click.Path(), help="Output image, or folder when SRC is one.")
 @click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True,
               help="Built-in model name, run folder or checkpoint.")
-@click.option("--scale", type=click.IntRange(min=1), default=None,
-              help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--scale", type=Factor(), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name. A fraction (2.5) for rescale-aidn.")
 @click.option("--tile", type=int, default=256, show_default=True, help="LR tile side (0: whole image at once).")
 @click.option("--overlap", type=int, default=8, show_default=True,
               help="LR pixels of context around each tile (0 to --tile).")
@@ -382,7 +414,7 @@ def eval_cmd(model_spec: str, dataset: str, scale: int | None, data_root: str | 
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tflite", "executorch"]), default="auto",
               show_default=True, help="Where the upscaler runs (fp32, the same output to 1/255); auto: the fastest "
                                       "installed of onnx, tflite, executorch, torch.")
-def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, overlap: int, quality: int,
+def upscale(src: str, dst: str, model_spec: str, scale: float | None, tile: int, overlap: int, quality: int,
             runtime: str) -> None:
     """Upscale an image, or every image in a folder (the model loads once).
 
@@ -404,6 +436,7 @@ def upscale(src: str, dst: str, model_spec: str, scale: int | None, tile: int, o
     except (UpscaleError, RuntimeMissing) as exc:
         fail(str(exc))
     model = _load(model_spec, scale)
+    _torch_only(model, runtime)
     if model.role == "pair":
         click.echo(f"note: {model.name}'s upscaler was trained on its own downscaler's LR (mobile-sr downscale "
                    f"--model {model_spec}); other LR images, bicubic ones included, are restored less well", err=True)
@@ -448,16 +481,18 @@ def _each_file(jobs: list[tuple[Path, Path]], one: Callable[[Path, Path], str]) 
               help="Output .png (or .jpg with --jpeg-quality), or a folder when SRC is one.")
 @click.option("--model", "model_spec", default="rescale", show_default=True,
               help="A pair (its downscaler runs), a downscaler (bicubic), a run folder or a checkpoint.")
-@click.option("--scale", type=click.IntRange(min=2), default=None,
-              help="Default: the checkpoint's scale, or 2 for a built-in name.")
+@click.option("--scale", type=Factor(), default=None,
+              help="Default: the checkpoint's scale, or 2 for a built-in name. A fraction (2.5) for rescale-aidn or "
+                   "bicubic.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
               help="Write the LR as a JPEG of this quality (4:2:0, as phones send) instead of an 8-bit PNG.")
 @click.option("--tile", type=click.IntRange(min=0), default=256, show_default=True,
               help="LR tile side (0: whole image at once).")
-def downscale(src: str, dst: str, model_spec: str, scale: int | None, jpeg_quality: int | None, tile: int) -> None:
+def downscale(src: str, dst: str, model_spec: str, scale: float | None, jpeg_quality: int | None, tile: int) -> None:
     """Make the LR image a phone restores: HR -> downscaler -> 8-bit PNG (or JPEG), a file or a folder.
 
     An HR side that is not a multiple of the scale is cropped at the bottom/right, as benchmarks crop."""
+    from .data.imresize import cells
     from .downscale import DownscaleError, downscale_file, plan
 
     try:
@@ -469,10 +504,12 @@ def downscale(src: str, dst: str, model_spec: str, scale: int | None, jpeg_quali
         fail(f"{model_spec}: {model.name} is an {model.role}; downscale needs a pair (e.g. rescale) or a "
              "downscaler (e.g. bicubic)")
     def one(inp: Path, out: Path) -> str:
-        res = downscale_file(model.downscaler, int(model.scale), inp, out, tile=tile or None,
+        res = downscale_file(model.downscaler, model.scale, inp, out, tile=tile or None,
                              jpeg_quality=jpeg_quality)
         (iw, ih), (uw, uh) = res.in_size, res.used_size
-        crop = f" (cropped to {uw}x{uh}, a multiple of x{model.scale:g})" if res.cropped else ""
+        p, q = cells(model.scale)
+        unit = f"{p} (x{model.scale:g} = {p}/{q})" if q > 1 else f"x{model.scale:g}"
+        crop = f" (cropped to {uw}x{uh}, a multiple of {unit})" if res.cropped else ""
         return f"{inp} {iw}x{ih}{crop} -> {out} {res.out_size[0]}x{res.out_size[1]} ({res.seconds:.2f} s)"
 
     _each_file(jobs, one)

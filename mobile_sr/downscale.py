@@ -20,7 +20,7 @@ from torch import nn
 
 from .core.files import atomic_write
 from .data.images import ImageError, LoadedImage, image_size, load_image, save_image
-from .data.imresize import imresize
+from .data.imresize import cells, resize_to, side_at
 from .evaluation import Jpeg
 from .inference import downscale_tiled
 from .upscale import UpscaleError, plan_jobs
@@ -52,26 +52,31 @@ def plan(src: Path, dst: Path, jpeg_quality: int | None) -> list[tuple[Path, Pat
     return jobs
 
 
-def downscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | None = 256) -> LoadedImage:
-    """The 8-bit LR of an HR image whose sides are multiples of ``scale``; alpha is MATLAB-bicubic downscaled."""
+def downscale_image(model: nn.Module, scale: float, img: LoadedImage, tile: int | None = 256) -> LoadedImage:
+    """The 8-bit LR of an HR image whose sides are multiples of ``scale`` (of p, at a fractional factor p/q);
+    alpha is MATLAB-bicubic downscaled."""
     rgb = downscale_tiled(model, img.rgb, scale, tile=tile, out_dtype=torch.uint8)
     alpha = None
     if img.alpha is not None:
-        alpha = imresize(img.alpha.double(), 1 / scale).float().clamp(0, 1).mul(255).round().to(torch.uint8)
+        size = (side_at(img.alpha.shape[-2], 1 / scale), side_at(img.alpha.shape[-1], 1 / scale))
+        alpha = resize_to(img.alpha.double(), size, 1 / scale).float().clamp(0, 1).mul(255).round().to(torch.uint8)
     return LoadedImage(rgb, alpha, grayscale=False, sixteen_bit=False, icc=img.icc, exif=img.exif)
 
 
-def downscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int | None = 256,
+def downscale_file(model: nn.Module, scale: float, src: Path, dst: Path, tile: int | None = 256,
                    jpeg_quality: int | None = None) -> DownscaleResult:
-    """Decode, crop to a multiple of the scale, downscale, write (PNG, or JPEG at ``jpeg_quality``).
-    Raises ImageError for a bad input (unreadable, or smaller than the scale)."""
+    """Decode, crop to a multiple of the scale (of p, at a fractional factor p/q, so the LR size is exact),
+    downscale, write (PNG, or JPEG at ``jpeg_quality``). Raises ImageError for a bad input (unreadable, or smaller
+    than the scale)."""
     t0 = time.perf_counter()
     image_size(src)  # refuses an oversized or animated file from its header, before decoding
     img = load_image(src)
     h, w = img.rgb.shape[-2:]  # after the EXIF orientation
-    hc, wc = h - h % scale, w - w % scale
+    p, q = cells(scale)
+    hc, wc = h - h % p, w - w % p
     if hc == 0 or wc == 0:
-        raise ImageError(f"{src}: {w}x{h} is smaller than the scale x{scale}; nothing to downscale")
+        raise ImageError(f"{src}: {w}x{h} is smaller than the scale x{scale:g}"
+                         + (f"'s {p}-pixel cell" if q > 1 else "") + "; nothing to downscale")
     if (hc, wc) != (h, w):
         img = LoadedImage(img.rgb[:, :hc, :wc], None if img.alpha is None else img.alpha[:, :hc, :wc],
                           img.grayscale, img.sixteen_bit, img.icc, img.exif)
@@ -82,7 +87,7 @@ def downscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int
     else:  # the evaluation's codec, byte for byte (alpha cannot travel in a JPEG)
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(dst, Jpeg(jpeg_quality).encode(lr.rgb.float().div(255)))
-    return DownscaleResult((w, h), (wc, hc), (wc // scale, hc // scale), time.perf_counter() - t0)
+    return DownscaleResult((w, h), (wc, hc), (wc * q // p, hc * q // p), time.perf_counter() - t0)
 
 
 @dataclass

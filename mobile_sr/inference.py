@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .data.imresize import cells
+
 Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, C, h, w) -> (1, C, h*s, w*s), float in [0, 1]
 OVERLAP = 8  # LR pixels of context around each tile: covers every built-in network's receptive field
 
@@ -24,7 +26,7 @@ OVERLAP = 8  # LR pixels of context around each tile: covers every built-in netw
 def upscale_tiled(
     fn: Callable[[torch.Tensor], torch.Tensor],
     lr: torch.Tensor,
-    scale: int,
+    scale: float,
     tile: int | None = None,
     overlap: int = OVERLAP,
     on_tile: Callable[[], None] | None = None,
@@ -35,32 +37,46 @@ def upscale_tiled(
     The output (C, H*s, W*s) is allocated once; only one tile's activations live at a time.
     ``tile=None`` runs the whole image in one pass. With ``out_dtype`` uint8/uint16 each tile is
     clamped and rounded as it is pasted, so a huge output costs 1-2 bytes per value, not 4.
+
+    A fractional factor p/q (a scale-arbitrary model) tiles in cells of q x q LR pixels, each exactly p x p output
+    pixels (``tile`` rounded down, ``overlap`` up to whole cells); an LR side that is not a multiple of q runs in
+    one pass.
     """
-    return _tiled(fn, lr, 1, scale, tile, overlap, on_tile, out_dtype)
+    p, q = cells(scale)
+    return _tiled(fn, lr, q, p, *_in_cells(tile, overlap, q), on_tile, out_dtype)
 
 
 def downscale_tiled(
     fn: Callable[[torch.Tensor], torch.Tensor],
     hr: torch.Tensor,
-    scale: int,
+    scale: float,
     tile: int | None = None,
     overlap: int = OVERLAP,
     out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Run a downscaler ``fn`` (1,C,H,W) -> (1,C,H/s,W/s) over ``hr`` (C,H,W; sides multiples of ``scale``) in
     pieces of ``tile`` x ``tile`` *LR* pixels with ``overlap`` LR pixels of context: the same tiling as
-    :func:`upscale_tiled`, with the HR and LR sides swapped."""
-    return _tiled(fn, hr, scale, 1, tile, overlap, None, out_dtype)
+    :func:`upscale_tiled`, with the HR and LR sides swapped (HR sides multiples of p at a factor p/q)."""
+    p, q = cells(scale)
+    return _tiled(fn, hr, p, q, *_in_cells(tile, overlap, q), None, out_dtype)
+
+
+def _in_cells(tile: int | None, overlap: int, q: int) -> tuple[int | None, int]:
+    """``tile`` and ``overlap`` (LR pixels) as cells of q LR pixels: the tile rounded down, the overlap up."""
+    if q == 1:
+        return tile, overlap
+    return (None if tile is None else max(1, tile // q)), -(-overlap // q)
 
 
 def _tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, s_in: int, s_out: int, tile: int | None,
            overlap: int, on_tile: Callable[[], None] | None, out_dtype: torch.dtype) -> torch.Tensor:
     """Tiles on a grid of cells, a cell being ``s_in`` x ``s_in`` input pixels that become ``s_out`` x ``s_out``
-    output pixels (``tile`` and ``overlap`` count cells: LR pixels, whichever side the LR is on)."""
+    output pixels (``tile`` and ``overlap`` count cells: LR pixels at an integer factor, whichever side the LR is
+    on)."""
     c, h, w = x.shape[0], x.shape[1] // s_in, x.shape[2] // s_in
     if tile is not None and (tile < 1 or overlap < 0):
         raise ValueError(f"tile must be >= 1 and overlap >= 0 (got tile={tile}, overlap={overlap})")
-    if tile is None or (h <= tile and w <= tile):
+    if tile is None or (h <= tile and w <= tile) or x.shape[1] % s_in or x.shape[2] % s_in:
         with torch.no_grad():
             return _cast(fn(x[None])[0], out_dtype)
     out = torch.empty(c, h * s_out, w * s_out, dtype=out_dtype)

@@ -30,7 +30,7 @@ from .data.images import (
     output_format,
     save_image,
 )
-from .data.imresize import imresize
+from .data.imresize import resize_to, side_at
 from .inference import upscale_tiled
 
 MAX_OUTPUT_PIXELS = 15360 * 8640  # 16K: an 8K input at x2; peak RSS measured in the README
@@ -79,12 +79,12 @@ def plan_jobs(src: Path, dst: Path, suffix: str | None = None) -> list[tuple[Pat
     return jobs
 
 
-def max_input_pixels(scale: int) -> int:
+def max_input_pixels(scale: float) -> int:
     """The largest input (in pixels) whose output at ``scale`` fits ``MAX_OUTPUT_PIXELS``."""
-    return min(MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS // scale**2)
+    return min(MAX_INPUT_PIXELS, int(MAX_OUTPUT_PIXELS // scale**2))
 
 
-def upscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | None = 256, overlap: int = 8,
+def upscale_image(model: nn.Module, scale: float, img: LoadedImage, tile: int | None = 256, overlap: int = 8,
                   tiled: Tiled | None = None) -> LoadedImage:
     """Upscale colour with the model; alpha (not colour, often hard-edged) with MATLAB bicubic.
 
@@ -98,20 +98,21 @@ def upscale_image(model: nn.Module, scale: int, img: LoadedImage, tile: int | No
     alpha = None
     if img.alpha is not None:
         def bicubic(x: torch.Tensor) -> torch.Tensor:
-            return imresize(x.double(), scale).float()
+            size = (side_at(x.shape[-2], scale), side_at(x.shape[-1], scale))
+            return resize_to(x.double(), size, scale).float()
 
         alpha = upscale_tiled(bicubic, img.alpha, scale, tile=tile, overlap=overlap, out_dtype=dtype)
     return LoadedImage(rgb, alpha, img.grayscale, img.sixteen_bit, img.icc, img.exif)
 
 
-def upscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int | None = 256,
+def upscale_file(model: nn.Module, scale: float, src: Path, dst: Path, tile: int | None = 256,
                  overlap: int = 8, quality: int = JPEG_QUALITY, tiled: Tiled | None = None) -> UpscaleResult:
     """Check the size from the header, decode, upscale, write. Raises ImageError for a bad input."""
     t0 = time.perf_counter()
     w, h = image_size(src)
     if w * h > max_input_pixels(scale):
-        raise ImageError(f"{src}: {w}x{h} at x{scale} would be {w * scale}x{h * scale} "
-                         f"({megapixels(w * h * scale**2)}), over the output limit of "
+        raise ImageError(f"{src}: {w}x{h} at x{scale:g} would be {side_at(w, scale)}x{side_at(h, scale)} "
+                         f"({megapixels(int(w * h * scale**2))}), over the output limit of "
                          f"{megapixels(MAX_OUTPUT_PIXELS)} (16K, 15360x8640)")
     img = load_image(src)
     h, w = img.rgb.shape[-2:]  # after the EXIF orientation
@@ -119,7 +120,7 @@ def upscale_file(model: nn.Module, scale: int, src: Path, dst: Path, tile: int |
         out = upscale_image(model, scale, img, tile, overlap, tiled)
     del img
     save_image(out, dst, quality=quality)
-    return UpscaleResult((w, h), (w * scale, h * scale), time.perf_counter() - t0)
+    return UpscaleResult((w, h), (side_at(w, scale), side_at(h, scale)), time.perf_counter() - t0)
 
 
 VIDEO_CRF = 18  # the upscaled video's x264 CRF: visually lossless, so the file shows the model, not the encoder

@@ -11,6 +11,7 @@ same batches, and under DDP every rank builds only its own slice of the global b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .images import ImageError, list_images, read_rgb
-from .imresize import imresize, quantize
+from .imresize import cells, imresize, quantize, resize_to
 
 MARGIN_LR = 4  # LR pixels cut off each side after downscaling: covers the x4 bicubic support (2 LR px)
 
@@ -130,11 +131,90 @@ class TrainPatches:
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
+FACTOR_STREAM = 0x53434C45  # "SCLE": the factor draw of a step, apart from the patch draws (seed, step, index)
+HR_MARGIN = 8  # HR pixels (at least) cut off each side after downscaling, rounded up to whole cells
+
+
+class ScaledPatches:
+    """(LR, HR) patch pairs at a factor drawn per step from ``factors``, one factor per batch: the data of a
+    scale-arbitrary pair. A factor p/q (:func:`.imresize.cells`) takes the largest HR patch that is a multiple of
+    p (at most ``patch``), so the MATLAB-bicubic LR has an exact size and its pixel centres line up with the HR's;
+    as in :class:`TrainPatches`, a margin of whole cells is cut off after the downscale. Samples are a pure
+    function of (seed, step, index)."""
+
+    def __init__(self, folders: list[str | Path], factors: tuple[float, ...], patch: int,
+                 warn: Warn | None = None) -> None:
+        self.factors, self.patch = tuple(factors), patch
+        self.cells = {f: cells(f) for f in self.factors}
+        if any(patch < p for p, _ in self.cells.values()):
+            raise ValueError(f"HR patch {patch} is smaller than a factor's cell ({max(self.cells.values())})")
+        self.crop = max(self.patch_of(f) + 2 * self.margin_of(f) for f in self.factors)
+        self.images: list[torch.Tensor] = []
+        for path in split_paths(folders)[0]:
+            rgb = read_training_image(path, warn)
+            if rgb is not None and min(rgb.shape[-2:]) >= self.crop:
+                self.images.append((rgb * 255).round().to(torch.uint8).contiguous())
+        if not self.images:
+            raise ValueError(f"no training image is at least {self.crop}x{self.crop} px; use a smaller --patch")
+
+    def patch_of(self, factor: float) -> int:
+        p, _ = self.cells[factor]
+        return self.patch - self.patch % p
+
+    def margin_of(self, factor: float) -> int:
+        p, _ = self.cells[factor]
+        return math.ceil(HR_MARGIN / p) * p
+
+    def factor(self, seed: int, step: int) -> float:
+        g = torch.Generator().manual_seed(hash((seed, step, FACTOR_STREAM)) & 0x7FFFFFFFFFFF)
+        return self.factors[int(torch.randint(len(self.factors), (1,), generator=g))]
+
+    def sample(self, seed: int, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        factor = self.factor(seed, step)
+        (p, q), size, margin = self.cells[factor], self.patch_of(factor), self.margin_of(factor)
+        crop = size + 2 * margin
+        g = torch.Generator().manual_seed(hash((seed, step, index)) & 0x7FFFFFFFFFFF)
+        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        h, w = img.shape[-2:]
+        top = int(torch.randint((h - crop) // p + 1, (1,), generator=g)) * p
+        left = int(torch.randint((w - crop) // p + 1, (1,), generator=g)) * p
+        hr = img[:, top : top + crop, left : left + crop].to(torch.float32) / 255.0
+        rot, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
+        hr = torch.rot90(hr, rot, (1, 2))
+        if flip:
+            hr = hr.flip(-1)
+        side = crop * q // p
+        lr = quantize(resize_to(hr.double(), (side, side), q / p)).float()
+        m = margin * q // p
+        return lr[:, m:-m, m:-m].contiguous(), hr[:, margin:-margin, margin:-margin].contiguous()
+
+    def batch(self, seed: int, step: int, indices: range) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.sample(seed, step, i) for i in indices]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
 @dataclass
 class BenchmarkImage:
     name: str
     lr: torch.Tensor  # (3, h, w) in [0,1]
     hr: torch.Tensor  # (3, h*s, w*s) in [0,1]
+
+
+def load_benchmark_at(name: str, scale: float, root: str | Path | None = None) -> list[BenchmarkImage]:
+    """The benchmark pairs at any factor: the published files at an integer one (:func:`load_benchmark`). At a
+    fractional factor p/q no published LR exists, so the x2 HR is cropped (bottom/right) to a multiple of p, as the
+    protocol crops, and its LR is MATLAB bicubic (:func:`.imresize.imresize` equals MATLAB's files at x2-x4, a test
+    checks) rounded to 8 bits."""
+    if float(scale).is_integer():
+        return load_benchmark(name, int(scale), root)
+    p, q = cells(scale)
+    out = []
+    for img in load_benchmark(name, 2, root):
+        h, w = img.hr.shape[-2:]
+        hr = img.hr[:, : h - h % p, : w - w % p].contiguous()
+        lr = quantize(resize_to(hr.double(), (hr.shape[-2] * q // p, hr.shape[-1] * q // p), q / p)).float()
+        out.append(BenchmarkImage(img.name, lr, hr))
+    return out
 
 
 BUILTIN_BENCHMARK_ROOT = Path(__file__).resolve().parent.parent / "assets" / "benchmark"

@@ -10,6 +10,7 @@ weight matrix built exactly like MATLAB's ``contributions`` (a=-0.5 cubic, kerne
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from functools import lru_cache
 
 import torch
@@ -61,6 +62,35 @@ def imresize(img: torch.Tensor, scale: float, antialias: bool = True) -> torch.T
     out_h, out_w = math.ceil(h * scale), math.ceil(w * scale)
     mh = resize_matrix(h, out_h, float(scale), antialias).to(img.device, img.dtype)
     mw = resize_matrix(w, out_w, float(scale), antialias).to(img.device, img.dtype)
+    return mh @ img @ mw.T
+
+
+MAX_DENOMINATOR = 16
+
+
+def cells(scale: float) -> tuple[int, int]:
+    """(p, q) with ``scale == p / q`` in lowest terms: a p x p HR block is exactly a q x q LR block at that factor,
+    so HR sides that are multiples of p give an exact LR size (x2.5: 5 HR pixels per 2 LR pixels). Integer
+    factors give (s, 1). ValueError for a factor that is no fraction with a denominator up to 16 (e.g. pi)."""
+    frac = Fraction(float(scale)).limit_denominator(MAX_DENOMINATOR)
+    if abs(float(frac) - float(scale)) > 1e-9 * float(scale) or frac < 1:
+        raise ValueError(f"factor {scale:g}: expected a number >= 1 that is a fraction p/q with q <= "
+                         f"{MAX_DENOMINATOR} (e.g. 2, 2.5, 3.25)")
+    return frac.numerator, frac.denominator
+
+
+def side_at(n: int, scale: float) -> int:
+    """MATLAB's output side ``ceil(n * scale)``, robust to floating point (255 * 0.4 must give 102, not 103)."""
+    return math.ceil(n * scale - 1e-6)
+
+
+def resize_to(img: torch.Tensor, size: tuple[int, int], scale: float, antialias: bool = True) -> torch.Tensor:
+    """:func:`imresize` to an exact ``size`` (h, w): at a fractional factor ``ceil(H * scale)`` can land one pixel
+    off in floating point (90 * (1 / 2.25) is not 40), so callers that know the size they need pass it. ``scale``
+    still sets the coordinate map and, below 1, the antialiasing width, as in MATLAB."""
+    h, w = img.shape[-2:]
+    mh = resize_matrix(h, size[0], float(scale), antialias).to(img.device, img.dtype)
+    mw = resize_matrix(w, size[1], float(scale), antialias).to(img.device, img.dtype)
     return mh @ img @ mw.T
 
 

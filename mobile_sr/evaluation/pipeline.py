@@ -116,7 +116,7 @@ class Pipeline:
         if self.fixed_size is not None:
             fn, tile = at_fixed_size(fn, *self.fixed_size, int(self.scale)), fixed_tile(*self.fixed_size)
         with torch.no_grad():
-            return upscale_tiled(fn, lr, int(self.scale), tile=tile, overlap=self.overlap)
+            return upscale_tiled(fn, lr, self.scale, tile=tile, overlap=self.overlap)
 
 
 def bicubic_pipeline(scale: Scale) -> Pipeline:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.datasets import BenchmarkImage, load_benchmark
+from ..data.datasets import BenchmarkImage, load_benchmark_at
 from ..metrics import psnr, ssim
 from ..models import Scale
 from .pipeline import Pipeline
@@ -88,7 +88,7 @@ def evaluate(pipeline: Pipeline, images: list[BenchmarkImage], *, dataset: str =
 
 def evaluate_dataset(pipeline: Pipeline, dataset: str, root: str | Path | None = None, model: str = "",
                      with_ssim: bool = True) -> EvalResult:
-    return evaluate(pipeline, load_benchmark(dataset, int(pipeline.scale), root), dataset=dataset, model=model,
+    return evaluate(pipeline, load_benchmark_at(dataset, pipeline.scale, root), dataset=dataset, model=model,
                     with_ssim=with_ssim)
 
 

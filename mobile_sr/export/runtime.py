@@ -49,7 +49,7 @@ from ..core.files import atomic_write_text, check_writable_dir, place, staging
 from ..core.quiet import native_quiet
 from ..core.weights import cpu_name
 from ..inference import OVERLAP, upscale_tiled
-from ..models import Model
+from ..models import Model, Scale, scale_arbitrary
 from ..models.deploy import ExportWrapper, deploy
 from . import FORMATS
 from .common import ExportError, versions
@@ -152,7 +152,7 @@ class Runner:
 
     name: str  # the model's, for the cache's file names
     module: torch.nn.Module
-    scale: int
+    scale: Scale  # fractional only for a scale-arbitrary model, which runs in PyTorch
     runtime: str
     tile: int | None = DEFAULT_TILE
     overlap: int = OVERLAP
@@ -408,5 +408,10 @@ def runtime_upscaler(model: Model, runtime: str, tile: int | None = DEFAULT_TILE
     (``auto``: see :func:`choose`, or one of RUNTIMES), ``tile`` x ``tile`` LR cores with ``overlap`` pixels of
     context each."""
     model = deploy(model)
-    return Runner(model.name, model.upscaler.eval(), int(model.scale), resolve(runtime), tile, overlap,
+    runtime = resolve(runtime)
+    if scale_arbitrary(model.name):  # its resizes are matrices of the image size: nothing exports it yet
+        if runtime not in ("auto", "torch"):
+            raise ValueError(f"--runtime {runtime}: {model.name} (scale-arbitrary) runs in PyTorch only; drop --runtime")
+        runtime = "torch"
+    return Runner(model.name, model.upscaler.eval(), model.scale, runtime, tile, overlap,
                   threads or torch.get_num_threads(), on_export=on_export)

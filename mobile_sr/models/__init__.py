@@ -25,6 +25,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..core.text import first_line
+from ..data.imresize import cells
+from .aidn import SCALE_RANGE, AIDNDown, AIDNUp
 from .bicubic import BicubicDown
 from .car import CAR
 from .elsr import ELSR
@@ -51,6 +53,8 @@ class ModelInfo:
     description: str
     default_config: dict = field(default_factory=dict)
     weights: Literal["per-scale", "shared", "none"] = "per-scale"
+    scales: tuple[Scale, ...] = SCALES  # shared weights: the scales they are reported at
+    scale_range: tuple[float, float] | None = None  # a scale-arbitrary model: every factor in this range
 
     def weights_path(self, scale: Scale) -> Path:
         return WEIGHTS_DIR / (f"{self.name}.safetensors" if self.weights == "shared" else
@@ -64,7 +68,7 @@ class ModelInfo:
     def shipped_scales(self) -> list[Scale]:
         """The scales whose weights ship in the package (none for a model without weights)."""
         if self.weights == "shared":
-            return list(SCALES) if self.weights_path(SCALES[0]).exists() else []
+            return list(self.scales) if self.weights_path(self.scales[0]).exists() else []
         if self.weights == "none":
             return []
         return sorted(_number(p.stem.rsplit("_x", 1)[1]) for p in WEIGHTS_DIR.glob(f"{self.name}_x*.safetensors"))
@@ -105,6 +109,11 @@ MODELS: dict[str, ModelInfo] = {
     # Learned downscalers ship only inside the pair they were trained with (their weights are the pair's).
     "tad": ModelInfo("tad", "downscaler", TAD, "task-aware downscaler: bicubic + a learned residual (Kim et al. 2018)",
                      {"width": 32, "blocks": 2}),
+    # Scale-arbitrary parts (any factor in [1.5, 4], models/aidn.py); they ship inside rescale-aidn.
+    "aidn": ModelInfo("aidn", "downscaler", AIDNDown, "scale-arbitrary downscaler, factor-conditioned (AIDN's spirit)",
+                      {"width": 32, "blocks": 3, "hr_width": 16}, scale_range=SCALE_RANGE),
+    "aidn-up": ModelInfo("aidn-up", "upscaler", AIDNUp, "scale-arbitrary restoration, factor-conditioned (AIDN's "
+                         "spirit)", {"width": 24, "blocks": 3}, scale_range=SCALE_RANGE),
     "car": ModelInfo("car", "downscaler", CAR, "content-adaptive resampler: per-pixel kernels (CAR, Sun & Chen 2020)",
                      {"width": 32, "depth": 4}),
     # A downscaler + an upscaler in one module and one manifest; `config` names both parts.
@@ -123,6 +132,13 @@ MODELS: dict[str, ModelInfo] = {
                              "TAD downscaler + the ofa-sr supernet, trained jointly (8-bit LR); search cuts subnets",
                              {"downscaler": {"model": "tad", "config": {"width": 32, "blocks": 2}},
                               "upscaler": {"model": "ofa-sr", "config": {"width": WIDTH}}}),
+    # One pair for every factor in [1.5, 4] (AIDN's setting): one weights file, reported at these factors.
+    "rescale-aidn": ModelInfo("rescale-aidn", "pair", _pair,
+                              "scale-arbitrary pair (any factor in [1.5, 4]): factor-conditioned downscaler + "
+                              "restoration, trained jointly (8-bit LR)",
+                              {"downscaler": {"model": "aidn", "config": {"width": 32, "blocks": 3, "hr_width": 16}},
+                               "upscaler": {"model": "aidn-up", "config": {"width": 24, "blocks": 3}}},
+                              weights="shared", scales=(1.5, 2, 2.5, 3, 3.5, 4), scale_range=SCALE_RANGE),
 }
 SUPERNET = "ofa-sr"
 
@@ -197,9 +213,29 @@ def shipped_scales(name: str) -> list[Scale]:
     return info(name).shipped_scales()
 
 
+def scale_arbitrary(name: str) -> bool:
+    """A built-in (or a checkpoint of one) that takes any factor of a range (rescale-aidn): PyTorch only for now."""
+    return name in MODELS and MODELS[name].scale_range is not None
+
+
+def check_scale(name: str, scale: Scale) -> None:
+    """A scale-arbitrary model takes any factor of its range that is a fraction p/q (q <= 16); ModelError otherwise.
+    Other models are checked where their weights are looked up."""
+    rng = info(name).scale_range
+    if rng is None:
+        return
+    if not rng[0] <= scale <= rng[1]:
+        raise ModelError(f"{name} serves any factor in [{rng[0]:g}, {rng[1]:g}], not x{scale:g}")
+    try:
+        cells(scale)
+    except ValueError as exc:
+        raise ModelError(f"{name}: {exc}") from None
+
+
 def create_model(name: str, scale: Scale = 2, pretrained: bool = True, **config) -> nn.Module:
     """Build a built-in module; with ``pretrained`` load its shipped weights (error if there are none)."""
     spec = info(name)
+    check_scale(name, scale)
     pretrained = pretrained and spec.weights != "none"
     path = spec.weights_path(scale)
     if pretrained and not path.exists():
@@ -256,6 +292,9 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
     ckpt_scale = (scale or 2) if name == SUPERNET else _meta_scale(meta, path)
     if name == SUPERNET:
         _check_supernet_scale(ckpt_scale)
+    elif scale is not None and info(name).scale_range is not None:  # one file serves every factor of its range
+        check_scale(name, scale)
+        ckpt_scale = scale
     elif scale is not None and scale != ckpt_scale:
         raise ModelError(f"{path} is a x{ckpt_scale:g} model, but --scale {scale:g} was asked for")
     module = _build(name, ckpt_scale, meta.get("config", {}), path)

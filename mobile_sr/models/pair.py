@@ -35,9 +35,20 @@ class SRPair(nn.Module):
     def tail(self) -> nn.Module:
         return self.upscaler.tail()
 
-    def forward(self, hr: torch.Tensor, channel: Callable[[torch.Tensor], torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def arbitrary(self) -> bool:
+        """Both parts take any factor of their range (models/aidn.py), not only the pair's own ``scale``."""
+        return bool(getattr(self.downscaler, "arbitrary", False) and getattr(self.upscaler, "arbitrary", False))
+
+    def forward(self, hr: torch.Tensor, channel: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(LR as the downscaler made it, SR of ``channel(LR)``): the joint-training forward. ``channel`` is
-        what happens to the LR on its way to the phone (clamp + 8-bit rounding, a codec); None sends it as is."""
-        lr = self.downscaler(hr)
-        return lr, self.upscaler(channel(lr) if channel is not None else lr)
+        what happens to the LR on its way to the phone (clamp + 8-bit rounding, a codec); None sends it as is.
+        ``scale``: the factor of this batch, for a scale-arbitrary pair (the SR then has the HR's exact size)."""
+        if scale is None or not self.arbitrary:
+            if scale is not None and scale != self.scale:
+                raise ValueError(f"this pair serves x{self.scale:g} only, not x{scale:g}")
+            lr = self.downscaler(hr)
+            return lr, self.upscaler(channel(lr) if channel is not None else lr)
+        lr = self.downscaler(hr, scale)
+        return lr, self.upscaler(channel(lr) if channel is not None else lr, scale, size=tuple(hr.shape[-2:]))

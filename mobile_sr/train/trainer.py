@@ -34,9 +34,10 @@ from ..core.text import first_line
 from ..core.weights import write_weights
 from ..data.calib import CROP, load_calib
 from ..data.codec_lr import CodecRange, CodecTrainPatches, codec_images
-from ..data.datasets import BenchmarkImage, TrainPatches, load_benchmark
+from ..data.datasets import BenchmarkImage, ScaledPatches, TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
 from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
+from ..models.aidn import TRAIN_FACTORS
 from ..models.deploy import deploy_module
 from ..models.fsrcnn import FSRCNN, init_bicubic
 from ..models.pair import SRPair
@@ -182,6 +183,12 @@ class TrainConfig:
     def pair(self) -> bool:
         return MODELS[self.model].role == "pair"
 
+    @property
+    def arbitrary(self) -> bool:
+        """A scale-arbitrary pair (rescale-aidn): each batch at a factor of TRAIN_FACTORS; ``scale`` is the one
+        validated."""
+        return self.pair and MODELS[self.model].scale_range is not None
+
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up then cosine decay to ``min_lr_ratio * lr``; step is 0-based."""
@@ -203,7 +210,11 @@ def step_loss(cfg: TrainConfig, net: nn.Module, lr_img: torch.Tensor, hr_img: to
     if not cfg.pair:
         return _loss(cfg, net(lr_img), hr_img)
     jpeg = jpeg_range(cfg.jpeg) if cfg.jpeg else None
-    lr, sr = net(hr_img, channel=None if cfg.unconstrained else channel(jpeg, cfg.seed, step, indices))
+    send = None if cfg.unconstrained else channel(jpeg, cfg.seed, step, indices)
+    if cfg.arbitrary:  # this batch's factor, exactly: HR and LR patch sides are p and q cells (data.ScaledPatches)
+        lr, sr = net(hr_img, channel=send, scale=hr_img.shape[-1] / lr_img.shape[-1])
+    else:
+        lr, sr = net(hr_img, channel=send)
     loss = _loss(cfg, sr, hr_img)
     if not cfg.unconstrained and cfg.lr_weight:
         loss = loss + cfg.lr_weight * (lr - lr_img).pow(2).mean()
@@ -331,8 +342,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.qat and world > 1:
         raise ValueError("--qat runs in one process: each process would observe its own activation ranges")
 
-    if cfg.lr_codec:
-        data: TrainPatches = CodecTrainPatches(cfg.data, cfg.scale, cfg.patch, cfg.lr_codec,
+    if cfg.arbitrary:
+        data: TrainPatches | ScaledPatches = ScaledPatches(cfg.data, TRAIN_FACTORS, cfg.patch,
+                                                           warn=warn if rank == 0 else None)
+    elif cfg.lr_codec:
+        data = CodecTrainPatches(cfg.data, cfg.scale, cfg.patch, cfg.lr_codec,
                                                warn=warn if rank == 0 else None, progress=progress and rank == 0)
     else:
         data = TrainPatches(cfg.data, cfg.scale, cfg.patch, warn=warn if rank == 0 else None)
