@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from mobile_sr.data.datasets import load_benchmark
-from mobile_sr.evaluation import Jpeg, Pipeline, evaluate, pipeline_for
+from mobile_sr.data.datasets import load_benchmark, load_benchmark_at
+from mobile_sr.evaluation import Jpeg, Pipeline, bicubic_pipeline, evaluate, pipeline_for
 from mobile_sr.models import DEFAULT_MODEL, create_model, load_model, manifest, shipped_scales
 from mobile_sr.models.ofa import Arch
 from mobile_sr.train.ship import heldout_frames
@@ -188,6 +189,40 @@ def test_the_car_pair_through_jpeg_beats_the_bicubic_lr_pipeline_by_half_a_db(sh
     assert learned - plain >= JPEG_AWARE_GAIN, (learned, plain)
     png = evaluate(pipeline_for(pair), load_benchmark("Set5", 2), with_ssim=False)
     assert png.psnr == pytest.approx(manifest("rescale-car", 2)["eval"]["Set5"]["psnr"], abs=0.01)
+
+
+# The scale-arbitrary pair (issue 13's AIDN step) at the issue's three factors and one off the training grid (quarter
+# steps). Floors measured here: the same restoration given the bicubic LR, and bicubic down + up. The margin is the
+# gain the issue counts as real for JPEG-aware training (0.5 dB); the LR floor is the pairs' (36 dB).
+AIDN_FACTORS = (1.5, 2.2, 2.5, 3.5)
+
+
+@pytest.mark.parametrize("scale", AIDN_FACTORS)
+def test_the_scale_arbitrary_pair_beats_bicubic_down_with_the_same_restoration(shared_benchmark, scale):
+    images = load_benchmark_at("Set14", scale, shared_benchmark)
+    pair = load_model("rescale-aidn", scale)
+    learned = evaluate(pipeline_for(pair), images, with_ssim=False)
+    same = evaluate(replace(pipeline_for(pair), downscale=None), images, with_ssim=False).psnr
+    plain = evaluate(bicubic_pipeline(scale), images, with_ssim=False).psnr
+    assert learned.psnr >= max(same, plain) + JPEG_AWARE_GAIN, (learned.psnr, same, plain)
+    assert learned.lr_psnr >= PAIR_FLOORS[2]["lr"], learned.lr_psnr
+    if scale in manifest("rescale-aidn", 2)["scales"]:
+        assert learned.psnr == pytest.approx(manifest("rescale-aidn", scale)["eval"][f"x{scale:g}"]["Set14"]["psnr"],
+                                             abs=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quality", [75, 90])
+def test_through_jpeg_the_scale_arbitrary_pair_stays_above_the_same_restoration_of_bicubic_lr(shared_benchmark,
+                                                                                           quality):
+    """Its second stage trained through the differentiable JPEG: at x2.5 (on the grid) and x3.3 (off it) the learned
+    LR, JPEG-compressed as phones send it, still restores better than the bicubic LR through the same JPEG."""
+    for scale in (2.5, 3.3):
+        images = load_benchmark_at("Set14", scale, shared_benchmark)
+        pipe = pipeline_for(load_model("rescale-aidn", scale), codec=Jpeg(quality))
+        learned = evaluate(pipe, images, with_ssim=False).psnr
+        same = evaluate(replace(pipe, downscale=None), images, with_ssim=False).psnr
+        assert learned > same, (scale, learned, same)
 
 
 def _supernet_pair_scales() -> list:

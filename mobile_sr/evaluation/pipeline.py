@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..data.datasets import BenchmarkImage
-from ..data.imresize import imresize, quantize
+from ..data.imresize import quantize, resize_to, side_at
 from ..inference import OVERLAP, Upscale, at_fixed_size, fixed_tile, upscale_tiled
 from ..models import Model, ModelError, Scale, load_model
 from ..models.deploy import deploy
@@ -77,8 +77,10 @@ def parse_codec(text: str | None) -> Codec | None:
 
 
 def bicubic(lr: torch.Tensor, scale: Scale) -> torch.Tensor:
-    """MATLAB bicubic upscaling: the baseline every SR table quotes."""
-    return imresize(lr.double(), scale).float()
+    """MATLAB bicubic upscaling: the baseline every SR table quotes (at a fractional factor, to MATLAB's size
+    without floating-point drift: 102 x 2.5 is 255)."""
+    size = (side_at(lr.shape[-2], scale), side_at(lr.shape[-1], scale))
+    return resize_to(lr.double(), size, scale).float()
 
 
 @dataclass

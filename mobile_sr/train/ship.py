@@ -1,4 +1,5 @@
-"""Turn a finished training run into shipped weights: ``models/weights/<name>_x<s>.safetensors`` + manifest.
+"""Turn a finished training run into shipped weights: ``models/weights/<name>_x<s>.safetensors`` + manifest
+(``<name>.safetensors`` for a scale-arbitrary pair, whose one file serves every factor).
 
 The manifest is the record the guide asks for: the exact command, steps, wall time, data, and the
 Set5/Set14 PSNR/SSIM measured here under the published protocol. Run:
@@ -141,7 +142,12 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     summary = json.loads((run / "summary.json").read_text())
     model = load_model(run / weights)
     name, scale = cfg["model"], cfg["scale"]
-    scores = published_scores(pipeline_for(model), data_root, model=name)
+    spec = info(name)
+    if spec.scale_range is not None:  # one file for every factor: the figures at each reported one
+        scores = {f"x{s:g}": published_scores(pipeline_for(load_model(run / weights, s)), data_root, model=name)
+                  for s in spec.scales}
+    else:
+        scores = published_scores(pipeline_for(model), data_root, model=name)
     stages, steps, seconds, root = _stages(cfg)
     seconds, steps = seconds + summary["train_seconds"], steps + summary["step"]
     # A searched subnet fine-tuned in several runs (each --init-from the last) keeps its cut's record too.
@@ -150,6 +156,10 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
         stages.insert(0, cut.pop("search_command"))
     manifest = {
         "model": name, "scale": scale, "config": model.config, **cut,
+        **({"scales": list(spec.scales), "scale_range": list(spec.scale_range),
+            "protocol_fractional": "at a fractional factor p/q no published LR exists: the x2 HR cropped (bottom/right) "
+                                   "to a multiple of p, its MATLAB-bicubic LR made here and rounded to 8 bits, crop = "
+                                   "ceil(s) (data.datasets.load_benchmark_at)"} if spec.scale_range else {}),
         "command": stages[0] if len(stages) == 1 else stages,
         "steps": steps, "wall_minutes": round(seconds / 60, 1),
         "data": "T91 + BSD200 (../shared/datasets/train), LR by MATLAB-bicubic on the fly"
@@ -162,7 +172,7 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
         "validation_history": summary.get("history", []),
     }
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    dest = WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
+    dest = WEIGHTS_DIR / spec.weights_path(scale).name  # <name>_x<s>, or <name> for weights shared by every scale
     write_weights(model.module, manifest, dest)
     return dest
 
