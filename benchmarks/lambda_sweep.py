@@ -1,11 +1,14 @@
 """The price of an honest LR: SR PSNR against LR fidelity for a sweep of λ, plus the unconstrained ablation.
 
     python benchmarks/lambda_sweep.py [--model rescale] [--scale 2] [--lambdas 0.25,1,4,16] [--steps 1500]
-                                      [--runs runs/lambda_sweep] [--data-root ../shared/datasets/benchmark]
+                                      [--init-from elsr] [--runs runs/lambda_sweep]
+                                      [--data-root ../shared/datasets/benchmark]
                                       [--json benchmarks/lambda_sweep_x2.json] [--plot benchmarks/lambda_sweep_x2.png]
 
 Each point is one short joint training run (``mobile_sr.train.trainer.train``, the same loop as
-``mobile-sr train``), started from the shipped upscaler and a bicubic-equivalent downscaler, with the loss
+``mobile-sr train``), started from ``--init-from``: by default the shipped upscaler and a bicubic-equivalent
+downscaler; for the scale-arbitrary pair, ``--model rescale-aidn --init-from rescale-aidn`` fine-tunes the shipped
+pair (a scale-arbitrary run draws its factors as in training; the points are scored at ``--scale``), with the loss
 L1(SR, HR) + λ·L2(LR, MATLAB-bicubic LR) on an 8-bit LR. LR fidelity is the Y-PSNR of that LR against the
 published MATLAB-bicubic LR. The ``unconstrained`` run is the OFA seed's setting (float LR, no rounding, no
 LR term), scored on the float LR it was trained for and on that LR saved as an 8-bit PNG: its figure is
@@ -66,15 +69,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--init-from", default="elsr")
     ap.add_argument("--runs", type=Path, default=Path("runs/lambda_sweep"))
     ap.add_argument("--data-root", type=Path, default=shared_benchmark_root())
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     a = ap.parse_args()
-    json_path = a.json or HERE / f"lambda_sweep_x{a.scale}.json"
-    plot_path = a.plot or HERE / f"lambda_sweep_x{a.scale}.png"
+    stem = f"lambda_sweep_x{a.scale}" if a.model == "rescale" else f"lambda_sweep_{a.model}_x{a.scale}"
+    json_path = a.json or HERE / f"{stem}.json"
+    plot_path = a.plot or HERE / f"{stem}.png"
     base = dict(model=a.model, scale=a.scale, data=[str(TRAIN / "T91"), str(TRAIN / "BSD200")], steps=a.steps,
-                batch=a.batch, patch=a.patch, init_from="elsr", warmup=100, val_every=0, ckpt_every=250)
+                batch=a.batch, patch=a.patch, init_from=a.init_from, warmup=100, val_every=0, ckpt_every=250)
+    a.runs = a.runs / a.model if a.model != "rescale" else a.runs
     rows = []
     for lam in (float(v) for v in a.lambdas.split(",")):
         out = run(TrainConfig(out=str(a.runs / f"x{a.scale}_lambda{lam:g}"), lr_weight=lam, **base))
@@ -83,7 +89,8 @@ def main() -> None:
     out = run(TrainConfig(out=str(a.runs / f"x{a.scale}_unconstrained"), unconstrained=True, **base))
     rows.append({"lambda": None, "unconstrained": True, **figures(out, a.scale, a.data_root, float_lr=True)})
     print(rows[-1], flush=True)
-    doc = {"model": a.model, "scale": a.scale, "steps": a.steps, "batch": a.batch, "patch": a.patch, "rows": rows}
+    doc = {"model": a.model, "scale": a.scale, "steps": a.steps, "batch": a.batch, "patch": a.patch,
+           "init_from": a.init_from, "rows": rows}
     json_path.write_text(json.dumps(doc, indent=2) + "\n")
     print(table(rows))
     plot(rows, a.scale, plot_path)

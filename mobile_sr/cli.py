@@ -279,7 +279,8 @@ def _load(model: str, scale: float | None):
 
 
 def _torch_only(model, runtime: str) -> None:  # noqa: ANN001 (a models.Model; imported lazily)
-    """A scale-arbitrary model runs in PyTorch only (its resizes are matrices of the image size; no export)."""
+    """A scale-arbitrary model runs in PyTorch only: its resizes are matrices of the image size, and the runners
+    of the other runtimes tile at integer factors."""
     from .models import scale_arbitrary
 
     if scale_arbitrary(model.name) and runtime not in ("auto", "torch"):
@@ -647,6 +648,7 @@ def video_upscale(src: str, dst: str, model_spec: str, scale: int | None, runtim
         fail(str(exc))
     info = _video_run(lambda: probe(src_p))
     model = _load(model_spec, scale)
+    _torch_only(model, runtime)
     if model.role == "downscaler":
         fail(f"--model {model_spec}: {model.name} is a downscaler; video upscale needs an upscaler or a pair")
     if model.role == "pair":

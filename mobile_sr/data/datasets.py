@@ -84,6 +84,29 @@ def holdout_images(folders: list[str | Path], holdout_every: int, scale: int, si
     return out
 
 
+def patch_images(paths: list[Path], crop: int, warn: Warn | None) -> list[torch.Tensor]:
+    """The training images with both sides at least ``crop``, as 8-bit levels (a quarter of the memory); unreadable
+    ones are skipped after ``warn`` names them. ValueError when none is left."""
+    images, unreadable = [], 0
+    for p in paths:
+        rgb = read_training_image(p, warn)
+        if rgb is None:
+            unreadable += 1
+        elif min(rgb.shape[-2:]) >= crop:
+            images.append((rgb * 255).round().to(torch.uint8).contiguous())
+    if not images:
+        note = f" ({unreadable} unreadable, skipped)" if unreadable else ""
+        raise ValueError(f"no training image is at least {crop}x{crop} px{note}; use a smaller --patch")
+    return images
+
+
+def augment(hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A rotation by a multiple of 90 degrees and a horizontal flip, drawn from ``g``."""
+    rot, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
+    hr = torch.rot90(hr, rot, (1, 2))
+    return hr.flip(-1) if flip else hr
+
+
 class TrainPatches:
     """Random (LR, HR) patch pairs from one or more folders of HR images."""
 
@@ -97,17 +120,7 @@ class TrainPatches:
         self.crop = patch + 2 * MARGIN_LR * scale
         paths = split_paths(folders, holdout_every)[0]
         self.paths = paths
-        self.images: list[torch.Tensor] = []
-        unreadable = 0
-        for p in paths:
-            rgb = read_training_image(p, warn)
-            if rgb is None:
-                unreadable += 1
-            elif min(rgb.shape[-2:]) >= self.crop:  # kept as 8-bit levels: a quarter of the memory
-                self.images.append((rgb * 255).round().to(torch.uint8).contiguous())
-        if not self.images:
-            note = f" ({unreadable} unreadable, skipped)" if unreadable else ""
-            raise ValueError(f"no training image is at least {self.crop}x{self.crop} px{note}; use a smaller --patch")
+        self.images = patch_images(paths, self.crop, warn)
 
     def sample(self, seed: int, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``index`` of the global batch at ``step``: (LR 3xpxp/s, HR 3xpxp), float in [0,1]."""
@@ -117,11 +130,7 @@ class TrainPatches:
         # Crop on the scale grid so the LR pixel centres line up with the HR ones, as in imresize.
         top = int(torch.randint((h - self.crop) // self.scale + 1, (1,), generator=g)) * self.scale
         left = int(torch.randint((w - self.crop) // self.scale + 1, (1,), generator=g)) * self.scale
-        hr = img[:, top : top + self.crop, left : left + self.crop].to(torch.float32) / 255.0
-        rot, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
-        hr = torch.rot90(hr, rot, (1, 2))
-        if flip:
-            hr = hr.flip(-1)
+        hr = augment(img[:, top : top + self.crop, left : left + self.crop].to(torch.float32) / 255.0, g)
         lr = quantize(imresize(hr.double(), 1 / self.scale)).float()
         m, ms = MARGIN_LR, MARGIN_LR * self.scale
         return lr[:, m:-m, m:-m].contiguous(), hr[:, ms:-ms, ms:-ms].contiguous()
@@ -149,13 +158,7 @@ class ScaledPatches:
         if any(patch < p for p, _ in self.cells.values()):
             raise ValueError(f"HR patch {patch} is smaller than a factor's cell ({max(self.cells.values())})")
         self.crop = max(self.patch_of(f) + 2 * self.margin_of(f) for f in self.factors)
-        self.images: list[torch.Tensor] = []
-        for path in split_paths(folders)[0]:
-            rgb = read_training_image(path, warn)
-            if rgb is not None and min(rgb.shape[-2:]) >= self.crop:
-                self.images.append((rgb * 255).round().to(torch.uint8).contiguous())
-        if not self.images:
-            raise ValueError(f"no training image is at least {self.crop}x{self.crop} px; use a smaller --patch")
+        self.images = patch_images(split_paths(folders)[0], self.crop, warn)
 
     def patch_of(self, factor: float) -> int:
         p, _ = self.cells[factor]
@@ -178,11 +181,7 @@ class ScaledPatches:
         h, w = img.shape[-2:]
         top = int(torch.randint((h - crop) // p + 1, (1,), generator=g)) * p
         left = int(torch.randint((w - crop) // p + 1, (1,), generator=g)) * p
-        hr = img[:, top : top + crop, left : left + crop].to(torch.float32) / 255.0
-        rot, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
-        hr = torch.rot90(hr, rot, (1, 2))
-        if flip:
-            hr = hr.flip(-1)
+        hr = augment(img[:, top : top + crop, left : left + crop].to(torch.float32) / 255.0, g)
         side = crop * q // p
         lr = quantize(resize_to(hr.double(), (side, side), q / p)).float()
         m = margin * q // p

@@ -409,7 +409,7 @@ def runtime_upscaler(model: Model, runtime: str, tile: int | None = DEFAULT_TILE
     context each."""
     model = deploy(model)
     runtime = resolve(runtime)
-    if scale_arbitrary(model.name):  # its resizes are matrices of the image size: nothing exports it yet
+    if scale_arbitrary(model.name):  # the runners below tile at integer factors; PyTorch tiles in cells of p/q
         if runtime not in ("auto", "torch"):
             raise ValueError(f"--runtime {runtime}: {model.name} (scale-arbitrary) runs in PyTorch only; drop --runtime")
         runtime = "torch"

@@ -347,7 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                                                            warn=warn if rank == 0 else None)
     elif cfg.lr_codec:
         data = CodecTrainPatches(cfg.data, cfg.scale, cfg.patch, cfg.lr_codec,
-                                               warn=warn if rank == 0 else None, progress=progress and rank == 0)
+                                 warn=warn if rank == 0 else None, progress=progress and rank == 0)
     else:
         data = TrainPatches(cfg.data, cfg.scale, cfg.patch, warn=warn if rank == 0 else None)
     val = load_benchmark(cfg.val_dataset, cfg.scale, cfg.val_root) if rank == 0 and cfg.val_every else []
