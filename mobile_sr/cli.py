@@ -338,6 +338,7 @@ def eval_cmd(model_spec: str, dataset: str, scale: float | None, data_root: str 
     from dataclasses import replace
 
     from .evaluation import bicubic_pipeline, evaluate_dataset, parse_codec, pipeline_for
+    from .evaluation.protocol import crop_for
     from .export.runtime import DEFAULT_TILE, RuntimeMissing, resolve, runtime_upscaler
     from .models import ModelError
 
@@ -389,7 +390,7 @@ def eval_cmd(model_spec: str, dataset: str, scale: float | None, data_root: str 
         click.echo(f"runtime: {runner.describe()}", err=True)
     scale = res.scale
     lr_col = res.lr_psnr is not None
-    click.echo(f"{label} on {dataset} x{scale} (Y, crop {scale})" + (f": {res.pipeline}" if lr_col else ""))
+    click.echo(f"{label} on {dataset} x{scale:g} (Y, crop {crop_for(scale)})" + (f": {res.pipeline}" if lr_col else ""))
     click.echo(f"{'image':<16} {'PSNR':>7} {'SSIM':>7}" + (f" {'LR PSNR':>8}" if lr_col else ""))
     for img in res.images:
         click.echo(f"{img.name:<16} {img.psnr:>7.2f} {img.ssim:>7.4f}" + (f" {img.lr_psnr:>8.2f}" if lr_col else ""))

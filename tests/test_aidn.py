@@ -168,7 +168,7 @@ def test_eval_at_a_fractional_factor_reports_the_lr_fidelity(tmp_path, aidn_ckpt
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["scale"] == 3.5 and len(doc["images"]) == 5 and doc["mean_lr_psnr"] > 30
-    assert "(cropped HR's) MATLAB-bicubic LR" in r.output
+    assert "(cropped HR's) MATLAB-bicubic LR" in r.output and "x3.5 (Y, crop 4)" in r.output
 
 
 @pytest.mark.parametrize("args,message", [
