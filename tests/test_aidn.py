@@ -209,3 +209,15 @@ def test_a_short_run_writes_one_file_for_every_factor(tmp_path):
     assert a.scale == 3.5 and b.scale == 1.5 and a.module.upscaler.width == 8
     for x, y in zip(a.module.state_dict().values(), b.module.state_dict().values(), strict=True):
         assert torch.equal(x, y)
+
+
+@pytest.mark.slow
+@pytest.mark.extras("onnx")
+def test_at_an_integer_factor_the_restoration_exports_and_verifies_on_its_own_lr(tmp_path, aidn_ckpt):
+    """At x2 the resizes are constant matrices of the fixed-size graph: a real ONNX export, checked in ONNX Runtime
+    on the pair's own 8-bit LR."""
+    r = CliRunner().invoke(main, ["export", "--model", str(aidn_ckpt), "--scale", "2", "--target", "onnx",
+                                  "--input-size", "64x64", "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "rescale-aidn_x2_64x64_fp32.onnx.json").read_text())
+    assert doc["verification"]["status"] == "passed" and "downscaler" in doc["verification"]["lr_source"]
