@@ -279,12 +279,13 @@ def _load(model: str, scale: float | None):
 
 
 def _torch_only(model, runtime: str) -> None:  # noqa: ANN001 (a models.Model; imported lazily)
-    """A scale-arbitrary model runs in PyTorch only: its resizes are matrices of the image size, and the runners
-    of the other runtimes tile at integer factors."""
-    from .models import scale_arbitrary
+    """The runtime check of ``runtime_upscaler``, up front: one error line before any work."""
+    from .export.runtime import check_runtime
 
-    if scale_arbitrary(model.name) and runtime not in ("auto", "torch"):
-        fail(f"--runtime {runtime}: {model.name} is scale-arbitrary and runs in PyTorch only; drop --runtime")
+    try:
+        check_runtime(model, runtime)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _write_json(doc: dict, path: str) -> None:

@@ -30,7 +30,8 @@ from .data.images import (
     output_format,
     save_image,
 )
-from .data.imresize import resize_to, side_at
+from .data.imresize import side_at
+from .evaluation import bicubic
 from .inference import upscale_tiled
 
 MAX_OUTPUT_PIXELS = 15360 * 8640  # 16K: an 8K input at x2; peak RSS measured in the README
@@ -97,11 +98,7 @@ def upscale_image(model: nn.Module, scale: float, img: LoadedImage, tile: int | 
            upscale_tiled(model, img.rgb, scale, tile=tile, overlap=overlap, out_dtype=dtype))
     alpha = None
     if img.alpha is not None:
-        def bicubic(x: torch.Tensor) -> torch.Tensor:
-            size = (side_at(x.shape[-2], scale), side_at(x.shape[-1], scale))
-            return resize_to(x.double(), size, scale).float()
-
-        alpha = upscale_tiled(bicubic, img.alpha, scale, tile=tile, overlap=overlap, out_dtype=dtype)
+        alpha = upscale_tiled(lambda x: bicubic(x, scale), img.alpha, scale, tile=tile, overlap=overlap, out_dtype=dtype)
     return LoadedImage(rgb, alpha, img.grayscale, img.sixteen_bit, img.icc, img.exif)
 
 

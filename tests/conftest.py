@@ -217,15 +217,19 @@ def random_pair(scale: int = 2) -> torch.nn.Module:
     return pair.eval()
 
 
-@pytest.fixture(scope="module")
-def pair_ckpt(tmp_path_factory) -> Path:
-    """:func:`random_pair` as a checkpoint, as a user passes it to ``--model``."""
+def write_checkpoint(module: torch.nn.Module, name: str, folder: Path, scale: int = 2) -> Path:
+    """``module`` (a built-in ``name``) as a ``.safetensors`` checkpoint, as a user passes it to ``--model``."""
     from mobile_sr.core.weights import write_weights
 
-    pair = random_pair()
-    path = tmp_path_factory.mktemp("pair") / "rescale.safetensors"
-    write_weights(pair, {"model": "rescale", "scale": 2, "config": pair.config()}, path)
+    path = folder / f"{name}.safetensors"
+    write_weights(module, {"model": name, "scale": scale, "config": module.config()}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def pair_ckpt(tmp_path_factory) -> Path:
+    """:func:`random_pair` as a checkpoint."""
+    return write_checkpoint(random_pair(), "rescale", tmp_path_factory.mktemp("pair"))
 
 
 def write_clip(path: Path, frames: list[torch.Tensor], pts: list[int] | None = None, time_base: Fraction = Fraction(1, 25),

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mobile_sr.cli import main
-from mobile_sr.core.weights import write_weights
 from mobile_sr.data.datasets import BenchmarkImage, ScaledPatches, load_benchmark_at
 from mobile_sr.data.images import read_rgb
 from mobile_sr.data.imresize import cells, imresize, quantize, side_at
@@ -22,7 +21,7 @@ from mobile_sr.models import ModelError, create_model, load_model
 from mobile_sr.models.aidn import TRAIN_FACTORS
 from mobile_sr.train.trainer import TrainConfig, step_loss
 
-from .conftest import REPO
+from .conftest import REPO, write_checkpoint
 
 HR = REPO / "mobile_sr" / "assets" / "benchmark" / "Set5" / "x2" / "HR"
 
@@ -43,10 +42,7 @@ def random_aidn(seed: int = 0):
 
 @pytest.fixture(scope="module")
 def aidn_ckpt(tmp_path_factory) -> Path:
-    pair = random_aidn()
-    path = tmp_path_factory.mktemp("aidn") / "aidn.safetensors"
-    write_weights(pair, {"model": "rescale-aidn", "scale": 2, "config": pair.config()}, path)
-    return path
+    return write_checkpoint(random_aidn(), "rescale-aidn", tmp_path_factory.mktemp("aidn"))
 
 
 def test_factors_are_fractions_with_exact_sizes():

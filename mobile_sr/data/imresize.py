@@ -59,10 +59,7 @@ def imresize(img: torch.Tensor, scale: float, antialias: bool = True) -> torch.T
     if img.dim() < 2:
         raise ValueError(f"imresize needs a tensor with at least 2 dims, got shape {tuple(img.shape)}")
     h, w = img.shape[-2:]
-    out_h, out_w = math.ceil(h * scale), math.ceil(w * scale)
-    mh = resize_matrix(h, out_h, float(scale), antialias).to(img.device, img.dtype)
-    mw = resize_matrix(w, out_w, float(scale), antialias).to(img.device, img.dtype)
-    return mh @ img @ mw.T
+    return resize_to(img, (math.ceil(h * scale), math.ceil(w * scale)), scale, antialias)
 
 
 MAX_DENOMINATOR = 16

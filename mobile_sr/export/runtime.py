@@ -402,6 +402,13 @@ def writable_cache() -> Path:
         return Path(_fallback[0].name)
 
 
+def check_runtime(model: Model, runtime: str) -> None:
+    """A scale-arbitrary model runs in PyTorch only (``auto`` picks it): the runners of the other runtimes tile at
+    integer factors, while PyTorch tiles in cells of p/q. ValueError, one line, for another runtime."""
+    if scale_arbitrary(model.name) and runtime not in ("auto", "torch"):
+        raise ValueError(f"--runtime {runtime}: {model.name} is scale-arbitrary and runs in PyTorch only; drop --runtime")
+
+
 def runtime_upscaler(model: Model, runtime: str, tile: int | None = DEFAULT_TILE, overlap: int = OVERLAP,
                      threads: int | None = None, on_export: Callable[[str], None] | None = None) -> Runner:
     """The deployed upscaler of ``model`` (a pair's phone side; its downscaler stays in PyTorch) in ``runtime``
@@ -409,9 +416,8 @@ def runtime_upscaler(model: Model, runtime: str, tile: int | None = DEFAULT_TILE
     context each."""
     model = deploy(model)
     runtime = resolve(runtime)
-    if scale_arbitrary(model.name):  # the runners below tile at integer factors; PyTorch tiles in cells of p/q
-        if runtime not in ("auto", "torch"):
-            raise ValueError(f"--runtime {runtime}: {model.name} (scale-arbitrary) runs in PyTorch only; drop --runtime")
+    check_runtime(model, runtime)
+    if scale_arbitrary(model.name):
         runtime = "torch"
     return Runner(model.name, model.upscaler.eval(), model.scale, runtime, tile, overlap,
                   threads or torch.get_num_threads(), on_export=on_export)

@@ -214,7 +214,7 @@ def shipped_scales(name: str) -> list[Scale]:
 
 
 def scale_arbitrary(name: str) -> bool:
-    """A built-in (or a checkpoint of one) that takes any factor of a range (rescale-aidn): PyTorch only for now."""
+    """A built-in (or a checkpoint of one) that takes any factor of a range (rescale-aidn), not only its own."""
     return name in MODELS and MODELS[name].scale_range is not None
 
 
@@ -292,7 +292,7 @@ def load_model(spec: str | Path, scale: Scale | None = None) -> Model:
     ckpt_scale = (scale or 2) if name == SUPERNET else _meta_scale(meta, path)
     if name == SUPERNET:
         _check_supernet_scale(ckpt_scale)
-    elif scale is not None and info(name).scale_range is not None:  # one file serves every factor of its range
+    elif scale is not None and scale_arbitrary(name):  # one file serves every factor of its range
         check_scale(name, scale)
         ckpt_scale = scale
     elif scale is not None and scale != ckpt_scale:

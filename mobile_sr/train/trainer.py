@@ -36,7 +36,7 @@ from ..data.calib import CROP, load_calib
 from ..data.codec_lr import CodecRange, CodecTrainPatches, codec_images
 from ..data.datasets import BenchmarkImage, ScaledPatches, TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
-from ..models import MODELS, ModelError, create_model, load_model, load_torch_file
+from ..models import MODELS, ModelError, create_model, load_model, load_torch_file, scale_arbitrary
 from ..models.aidn import TRAIN_FACTORS
 from ..models.deploy import deploy_module
 from ..models.fsrcnn import FSRCNN, init_bicubic
@@ -187,7 +187,7 @@ class TrainConfig:
     def arbitrary(self) -> bool:
         """A scale-arbitrary pair (rescale-aidn): each batch at a factor of TRAIN_FACTORS; ``scale`` is the one
         validated."""
-        return self.pair and MODELS[self.model].scale_range is not None
+        return self.pair and scale_arbitrary(self.model)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
