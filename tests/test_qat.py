@@ -72,6 +72,54 @@ def test_the_graph_rounds_weights_exactly_as_snapping_does(name):
     assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
 
 
+def _onnx_scale_before_shuffle(path: Path) -> tuple[float, int]:
+    """(scale, zero point) of the QuantizeLinear whose tensor the output's DepthToSpace reads (through its DQ)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    (shuffle,) = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    dq = producer[shuffle.input[0]]
+    assert dq.op_type == "DequantizeLinear"
+    return float(inits[dq.input[1]]), int(inits[dq.input[2]])
+
+
+def test_the_output_is_quantized_on_the_images_own_grid():
+    """The last quantized tensor (before the pixel shuffle and the clamp to [0, 1]) has the 8-bit image's step, 1/255
+    from 0, in the QAT graph and in the PT2E conversion, whatever range calibration saw: with every other rounding
+    off, the graph's output is the float output clamped and rounded to 8 bits, exactly."""
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    from mobile_sr.data.imresize import quantize
+    from mobile_sr.export.pt2e import quantize_pt2e
+    from mobile_sr.models.deploy import ExportWrapper
+
+    model = deploy_module(create_model("elsr", 2)).eval()
+    with torch.no_grad():
+        model.up.bias.add_(0.3)  # an output that leaves [0, 1]: the range calibration would see is wider
+    graph = prepare_qat(model)
+    x = torch.rand(2, 3, 20, 20)
+    graph.train()
+    with torch.no_grad():
+        graph(x)  # the observers see the wide range
+        assert snap_weights(copy.deepcopy(model))(x).max() > 1.1
+    fixed = [m for m in graph.modules() if type(m).__name__ == "FixedQParamsFakeQuantize"]
+    assert len(fixed) == 1 and float(fixed[0].scale) == pytest.approx(1 / 255) and int(fixed[0].zero_point) == -128
+    for m in graph.modules():
+        if isinstance(m, FakeQuantizeBase) and type(m).__name__ != "WeightFakeQuant" and m not in fixed:
+            m.disable_fake_quant()
+    graph.eval()
+    with torch.no_grad():
+        want = torch.stack([quantize(y) for y in snap_weights(copy.deepcopy(model))(x).clamp(0, 1)]).float()
+        torch.testing.assert_close(graph(x), want, atol=1e-6, rtol=0)
+    converted = quantize_pt2e(ExportWrapper(model).eval(), x[:1], [x[0], x[1]])
+    shuffle = next(n for n in converted.graph.nodes if "pixel_shuffle" in str(n.target))
+    dq = shuffle.args[0]
+    assert "dequantize" in str(dq.target) and dq.args[1:3] == (pytest.approx(1 / 255), -128)
+
+
 @pytest.fixture(scope="module")
 def elsr_qat_run(tmp_path_factory) -> Path:
     """A short QAT fine-tune of the shipped ELSR x2 (6 steps): the mechanics, not the quality."""
@@ -111,6 +159,7 @@ def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(t
     onnx_file, sidecar = _onnx_int8(str(out / "model.safetensors"), tmp_path / "exp")
     assert sidecar["calibration"]["preparation"] == "qat"
     assert sidecar["verification"]["status"] == "passed"
+    assert _onnx_scale_before_shuffle(onnx_file) == (pytest.approx(1 / 255), -128)  # pinned, as PT2E pins it
     graph = onnx.load(onnx_file)
     inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
     dequantized, codes = [], []
@@ -130,7 +179,7 @@ def test_qat_run_writes_grid_weights_and_int8_export_converts_them_as_they_are(t
 @pytest.mark.parametrize("model,extra,message", [
     ("fsrcnn", ("--qat",), "error: --qat fine-tunes trained weights: pass --init-from"),
     ("fsrcnn", ("--qat", "--init-from", "fsrcnn", "--ema", "0.9"), "error: --qat and --ema exclude each other"),
-    ("rescale", ("--qat", "--init-from", "elsr"), "error: --qat: not an option of rescale"),
+    ("rescale-aidn", ("--qat", "--init-from", "rescale-aidn"), "error: --qat: not an option of rescale-aidn"),
     ("ofa-sr", ("--qat",), "error: --qat: not an option of the ofa-sr trainer"),
 ])
 def test_qat_refusals_leave_nothing_behind(tmp_path, model, extra, message):
@@ -176,3 +225,23 @@ def test_shipped_qat_weights_are_declared_and_exported_without_dfq(tmp_path, mon
     assert not load_model("elsr", 2).qat
     _, sidecar = _onnx_int8("elsr", tmp_path / "exp-shipped")
     assert sidecar["calibration"]["preparation"] == "equalization+bias-correction"
+
+
+def test_a_pairs_qat_quantizes_its_upscaler_and_trains_its_downscaler_in_float(tmp_path):
+    """``--qat`` on a pair: the phone's upscaler is fine-tuned through the int8 grid and written on it, while the
+    server's downscaler (float on the server) trains on behind it and is written as trained; the run loads as a QAT
+    pair, whose upscaler exports as it is (no DFQ) and verifies on the pair's own LR."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, _train(out, "rescale", 4, "--qat", "--init-from", "rescale", "--jpeg", "70-95@0.5"))
+    assert r.exit_code == 0, r.output
+    weights = load_file(out / "model.safetensors")
+    up = {k: w for k, w in weights.items() if k.startswith("upscaler.")}
+    down = {k: w for k, w in weights.items() if k.startswith("downscaler.")}
+    assert up and not _weights_on_grid(up) and _weights_on_grid(down)
+    start = load_model("rescale", 2).module.state_dict()
+    assert any(not torch.equal(down[k], start[k]) for k in down)  # the downscaler trained
+    model = load_model(out / "model.safetensors")
+    assert model.qat and model.role == "pair"
+    _, sidecar = _onnx_int8(str(out / "model.safetensors"), tmp_path / "exp")
+    assert sidecar["calibration"]["preparation"] == "qat"
+    assert sidecar["verification"]["status"] == "passed" and "downscaler" in sidecar["verification"]["lr_source"]

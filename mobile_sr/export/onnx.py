@@ -55,11 +55,36 @@ def export(wrapper: nn.Module, example: torch.Tensor, precision: str, calib: tor
     assert calib is not None
     fp32 = dest.with_name(dest.name + ".fp32.onnx")
     to_onnx(wrapper, example, fp32)
+    grid = {"scale": np.array(1 / 255, np.float32), "zero_point": np.array(-128, np.int8)}  # the 8-bit image's
+    pinned = {name: [grid] for name in _clamped_output(fp32)}
     quantize_static(str(fp32), str(dest), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax, extra_options={"TensorQuantOverrides": pinned})
     fp32.unlink()
     return None
+
+
+_TO_OUTPUT = {"Clip", "DepthToSpace", "Reshape", "Transpose", "Identity"}  # move or clamp values, compute none
+
+
+def _clamped_output(path: Path) -> list[str]:
+    """The last computed tensor before the graph's Clip(0, 1) output (through the pixel shuffle), if there is one.
+
+    Its int8 range is pinned at [0, 1], scale 1/255, the 8-bit image's own grid, as ``models.quant.pin_output_range``
+    pins it for PT2E (why: there). MinMax would calibrate it to the pre-clamp range, wider than what is kept."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    producer = {out: n for n in graph.node for out in n.output}
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    name, clamped = graph.output[0].name, False
+    while (node := producer.get(name)) is not None and node.op_type in _TO_OUTPUT:
+        if node.op_type == "Clip":
+            bounds = [float(consts[i]) if i in consts else None for i in node.input[1:3]]
+            clamped = clamped or bounds == [0.0, 1.0]
+        name = node.input[0]
+    return [name] if clamped and node is not None else []
 
 
 class _Reader:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from ..models.quant import MAX_SIDE, xnnpack_quantizer
+from ..models.quant import MAX_SIDE, pin_output_range, xnnpack_quantizer
 
 
 def quantize_pt2e(wrapper: nn.Module, example: torch.Tensor, calib: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
@@ -35,7 +35,7 @@ def quantize_pt2e(wrapper: nn.Module, example: torch.Tensor, calib: Sequence[tor
     if any(x.shape[-2:] != example.shape[-2:] for x in calib):
         shapes = ({2: Dim("height", min=8, max=MAX_SIDE), 3: Dim("width", min=8, max=MAX_SIDE)},)
     graph = torch.export.export(wrapper, (example,), dynamic_shapes=shapes).module()
-    prepared = prepare_pt2e(graph, xnnpack_quantizer())
+    prepared = pin_output_range(prepare_pt2e(graph, xnnpack_quantizer()))  # the output on the image's grid
     with torch.no_grad():
         for x in calib:
             prepared(x[None])

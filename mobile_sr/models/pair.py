@@ -52,3 +52,18 @@ class SRPair(nn.Module):
             return lr, self.upscaler(channel(lr) if channel is not None else lr)
         lr = self.downscaler(hr, scale)
         return lr, self.upscaler(channel(lr) if channel is not None else lr, scale, size=tuple(hr.shape[-2:]))
+
+
+class PairView(nn.Module):
+    """A pair's downscaler in front of another form of its upscaler (QAT's fake-quantized graph of it, ``train --qat``):
+    :class:`SRPair`'s joint forward at the pair's own scale, sharing both parts' parameters, so that a step on the view
+    trains the pair itself."""
+
+    def __init__(self, downscaler: nn.Module, upscaler: nn.Module) -> None:
+        super().__init__()
+        self.downscaler, self.upscaler = downscaler, upscaler
+
+    def forward(self, hr: torch.Tensor, channel: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = self.downscaler(hr)
+        return lr, self.upscaler(channel(lr) if channel is not None else lr)

@@ -36,11 +36,11 @@ from ..data.calib import CROP, load_calib
 from ..data.codec_lr import CodecRange, CodecTrainPatches, codec_images
 from ..data.datasets import BenchmarkImage, ScaledPatches, TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
-from ..models import MODELS, ModelError, create_model, load_model, load_torch_file, scale_arbitrary
+from ..models import MODELS, SUPERNET, ModelError, create_model, load_model, load_torch_file, scale_arbitrary
 from ..models.aidn import TRAIN_FACTORS
 from ..models.deploy import deploy_module
 from ..models.fsrcnn import FSRCNN, init_bicubic
-from ..models.pair import SRPair
+from ..models.pair import PairView, SRPair
 from ..models.quant import equalize, frozen_ranges, prepare_qat, snap_weights
 from .channel import JpegRange, channel
 from .schedule import warmup_cosine
@@ -166,9 +166,10 @@ class TrainConfig:
                 raise ValueError(f"--lr-codec: not an option of {self.model} (it degrades the bicubic LR of an "
                                  "upscaler; a pair makes its own LR)")
         if self.qat:
-            if self.pair or self.model == "ofa-sr":
+            if SUPERNET in (self.model, self._upscaler_name) or self.arbitrary:
                 raise ValueError(f"--qat: not an option of {self.model}; it fine-tunes one static upscaler (fsrcnn, "
-                                 "elsr, or a subnet that search cut, e.g. ofa-l)")
+                                 "elsr, or a subnet that search cut, e.g. ofa-l), or a pair with one (rescale, "
+                                 "rescale-car)")
             if not self.init_from:
                 raise ValueError("--qat fine-tunes trained weights: pass --init-from MODEL_OR_RUN (e.g. --init-from "
                                  f"{self.model})")
@@ -182,6 +183,11 @@ class TrainConfig:
     @property
     def pair(self) -> bool:
         return MODELS[self.model].role == "pair"
+
+    @property
+    def _upscaler_name(self) -> str | None:
+        """A pair's upscaler architecture (``ofa-sr`` in a supernet pair); None for any other model."""
+        return (self.config or MODELS[self.model].default_config).get("upscaler", {}).get("model") if self.pair else None
 
     @property
     def arbitrary(self) -> bool:
@@ -244,7 +250,7 @@ def codec_validation(val: list[BenchmarkImage], cfg: TrainConfig) -> list[Benchm
 
 def validation_pipeline(model: nn.Module, scale: int) -> Pipeline:
     """Validation runs what ships: a pair makes its own LR, rounded to 8 bits, and restores it."""
-    if isinstance(model, SRPair):
+    if isinstance(model, SRPair | PairView):
         return Pipeline(model.upscaler, scale, downscale=model.downscaler)
     return Pipeline(model, scale)
 
@@ -353,14 +359,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     val = load_benchmark(cfg.val_dataset, cfg.scale, cfg.val_root) if rank == 0 and cfg.val_every else []
     val_codec = codec_validation(val, cfg) if cfg.lr_codec else []
     model = build_model(cfg)
+    pair = isinstance(model, SRPair)
     if cfg.qat:
         # QAT starts range-equalized (function-preserving, models/quant.py) on the shipped calibration crops, exactly
         # as an int8 export would have prepared it; bias correction is left out, since it changes the float function
         # that QAT learns from. The ranges are maxima, so they need whole crops: on a batch of 24x24 training patches
         # FSRCNN x2 ends 0.2 dB lower in fp32 and in int8. On --resume the checkpoint's weights replace these.
-        model = equalize(model, load_calib().batch(CROP, CROP))
-    # QAT trains through the fake-quantized graph, which shares its parameters with ``model``.
-    graph = prepare_qat(model) if cfg.qat else None
+        # A pair's phone side is quantized; its downscaler runs in float on the server and trains on as it did.
+        if pair:
+            model.upscaler = equalize(model.upscaler, load_calib().batch(CROP, CROP))
+        else:
+            model = equalize(model, load_calib().batch(CROP, CROP))
+    # QAT trains through the fake-quantized graph, which shares its parameters with ``model`` (a pair's: the upscaler
+    # behind the pair's own downscaler, so the downscaler learns the LR the int8 upscaler restores best).
+    graph = prepare_qat(model.upscaler if pair else model) if cfg.qat else None
+    qat_net = None if graph is None else PairView(model.downscaler, graph) if pair else graph
     tail_ids = {id(p) for p in model.tail().parameters()}
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in tail_ids], "lr_scale": 1.0},
@@ -388,14 +401,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     elif rank == 0:
         write_config(out, asdict(cfg))
 
-    net: nn.Module = graph if graph is not None else nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net: nn.Module = (qat_net if qat_net is not None else nn.parallel.DistributedDataParallel(model) if world > 1
+                      else model)
     meta = {"model": cfg.model, "scale": cfg.scale, "config": model.config(), **({"qat": True} if cfg.qat else {})}
     shipped: nn.Module = ema.module if ema is not None else model  # what is written as weights
-    validated: nn.Module = graph if graph is not None else shipped  # QAT: the int8 simulation is what is scored
+    validated: nn.Module = qat_net if qat_net is not None else shipped  # QAT: the int8 simulation is what is scored
 
     def weights() -> nn.Module:
-        """What is written: the weights, QAT's snapped onto the int8 grid (a copy; training goes on)."""
-        return snap_weights(copy.deepcopy(shipped)) if cfg.qat else shipped
+        """What is written: the weights, QAT's snapped onto the int8 grid (a copy; training goes on). A pair's
+        downscaler is not quantized, so it is written as trained."""
+        if not cfg.qat:
+            return shipped
+        written_model = copy.deepcopy(shipped)
+        snap_weights(written_model.upscaler if pair else written_model)
+        return written_model
 
     saved_step = step if resume else None  # the step of the checkpoint on disk, for the error line
 
