@@ -126,6 +126,10 @@ MODELS: dict[str, ModelInfo] = {
     "rescale-car": ModelInfo("rescale-car", "pair", _pair, "CAR resampler + ELSR-16 upscaler, trained jointly (8-bit LR)",
                              {"downscaler": {"model": "car", "config": {"width": 32, "depth": 4}},
                               "upscaler": {"model": "elsr", "config": {"width": 16}}}),
+    "rescale-fsrcnn": ModelInfo("rescale-fsrcnn", "pair", _pair,
+                                "TAD downscaler + FSRCNN (56-12-4) upscaler, trained jointly (8-bit LR)",
+                                {"downscaler": {"model": "tad", "config": {"width": 32, "blocks": 2}},
+                                 "upscaler": {"model": "fsrcnn", "config": {}}}),
     # The OFA seed's setting: one downscaler trained with the whole supernet (train/ofa.py), so that
     # `mobile-sr search` cuts the pair's upscaler for a latency budget; eval/export run its largest subnet.
     "rescale-ofa": ModelInfo("rescale-ofa", "pair", _pair,
