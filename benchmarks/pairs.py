@@ -111,7 +111,8 @@ def plot(rows: list[dict], path: Path) -> None:
     scales = sorted({r["scale"] for r in rows})
     fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4), squeeze=False)
     for ax, scale in zip(axes[0], scales, strict=True):
-        for pipeline, style in (("bicubic LR", "o-"), ("learned LR", "s-")):
+        # The bicubic-LR upscalers form one curve; the pairs are separate models (one is trained for JPEG): points.
+        for pipeline, style in (("bicubic LR", "o-"), ("learned LR", "s")):
             pts = sorted((r["latency_ms"], r["Set14"], r["model"]) for r in rows
                          if r["scale"] == scale and r["pipeline"] == pipeline and r["latency_ms"])
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{pipeline} -> upscaler")
