@@ -308,3 +308,19 @@ def test_a_subnet_fine_tuned_in_two_runs_keeps_its_cut_record(tmp_path, monkeypa
     assert search == shipped["command"][0] and search.startswith("mobile-sr search --scale 2")
     assert len(trains) == 2 and "--init-from ofa-s" in trains[0] and "/a/model.safetensors" in trains[1]
     assert man["arch"] == shipped["arch"] and man["measured"] == shipped["measured"] and man["steps"] == 4
+
+
+def test_a_fine_tune_of_shipped_weights_keeps_their_record(tmp_path, monkeypatch, shared_benchmark):
+    """Training on from the shipped weights (``--init-from NAME``): the new manifest lists the shipped commands first,
+    then the new run, and counts the shipped steps and minutes too, so the record still reproduces the weights."""
+    from mobile_sr.models import manifest
+    from mobile_sr.train import ship
+
+    run = tmp_path / "a"
+    assert CliRunner().invoke(main, _args(run, 2, ("--init-from", "fsrcnn"))).exit_code == 0
+    monkeypatch.setattr(ship, "WEIGHTS_DIR", tmp_path / "weights")  # never over the shipped weights
+    man = json.loads(ship.ship(run, shared_benchmark).with_suffix(".json").read_text())
+    shipped = manifest("fsrcnn", 2)
+    before = shipped["command"] if isinstance(shipped["command"], list) else [shipped["command"]]
+    assert man["command"][:-1] == before and "--init-from fsrcnn" in man["command"][-1]
+    assert man["steps"] == shipped["steps"] + 2 and man["wall_minutes"] >= shipped["wall_minutes"]

@@ -154,6 +154,9 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     cut = _cut_record(name, scale) if root == name else {}
     if cut:
         stages.insert(0, cut.pop("search_command"))
+    elif root == name and (old := spec.manifest(scale)):  # a further fine-tune of the shipped weights: their record
+        stages = (old["command"] if isinstance(old["command"], list) else [old["command"]]) + stages
+        steps, seconds = steps + old["steps"], seconds + old["wall_minutes"] * 60
     manifest = {
         "model": name, "scale": scale, "config": model.config, **cut,
         **({"scales": list(spec.scales), "scale_range": list(spec.scale_range),
