@@ -129,7 +129,8 @@ UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs)
                    "weights are the average's. 0: none. Not for ofa-sr.")
 @click.option("--qat", is_flag=True,
               help="Quantization-aware fine-tuning of --init-from's weights on the int8 grid of the exports (XNNPACK "
-                   "PT2E); the written weights sit on that grid, and int8 exports convert them as they are. One process.")
+                   "PT2E); the written weights sit on that grid, and int8 exports convert them as they are. For a pair, "
+                   "its upscaler (the downscaler trains on in float). One process.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...], out: str, steps: int, batch: int,
