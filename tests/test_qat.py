@@ -100,7 +100,7 @@ def test_the_output_is_quantized_on_the_images_own_grid():
     with torch.no_grad():
         model.up.bias.add_(0.3)  # an output that leaves [0, 1]: the range calibration would see is wider
     graph = prepare_qat(model)
-    x = torch.rand(2, 3, 20, 20)
+    x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
     graph.train()
     with torch.no_grad():
         graph(x)  # the observers see the wide range
@@ -113,7 +113,10 @@ def test_the_output_is_quantized_on_the_images_own_grid():
     graph.eval()
     with torch.no_grad():
         want = torch.stack([quantize(y) for y in snap_weights(copy.deepcopy(model))(x).clamp(0, 1)]).float()
-        torch.testing.assert_close(graph(x), want, atol=1e-6, rtol=0)
+        diff = (graph(x) - want).abs()
+    # The same levels, but for values a hair from a half level: the fake-quantizer divides by float32(1/255), the
+    # 8-bit rounding multiplies by 255, and the two may round such a value to neighbouring levels.
+    assert diff.max() <= 1 / 255 + 1e-6 and (diff > 1e-6).float().mean() < 1e-3, (diff.max(), (diff > 1e-6).sum())
     converted = quantize_pt2e(ExportWrapper(model).eval(), x[:1], [x[0], x[1]])
     shuffle = next(n for n in converted.graph.nodes if "pixel_shuffle" in str(n.target))
     dq = shuffle.args[0]
