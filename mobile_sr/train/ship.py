@@ -125,10 +125,9 @@ CUT_KEYS = ("arch", "budget_ms", "runtime", "input_size", "predicted", "measured
             "predictor")
 
 
-def _cut_record(name: str, scale: int) -> dict:
-    """The search record of the shipped ``name`` x``scale`` when it is a searched subnet (else nothing), for a run
+def _cut_record(old: dict) -> dict:
+    """The search record in the shipped manifest ``old`` when it is a searched subnet's (else nothing), for a run
     that fine-tuned it: its command goes first, and its latencies still hold (the graph is the same)."""
-    old = info(name).manifest(scale) or {}
     if "arch" not in old:
         return {}
     search = old["command"] if isinstance(old["command"], str) else old["command"][0]
@@ -151,10 +150,11 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     stages, steps, seconds, root = _stages(cfg)
     seconds, steps = seconds + summary["train_seconds"], steps + summary["step"]
     # A searched subnet fine-tuned in several runs (each --init-from the last) keeps its cut's record too.
-    cut = _cut_record(name, scale) if root == name else {}
+    old = (spec.manifest(scale) or {}) if root == name else {}  # the run started from the shipped weights
+    cut = _cut_record(old)
     if cut:
         stages.insert(0, cut.pop("search_command"))
-    elif root == name and (old := spec.manifest(scale)):  # a further fine-tune of the shipped weights: their record
+    elif old:  # a further fine-tune of the shipped weights: their record
         stages = (old["command"] if isinstance(old["command"], list) else [old["command"]]) + stages
         steps, seconds = steps + old["steps"], seconds + old["wall_minutes"] * 60
     manifest = {

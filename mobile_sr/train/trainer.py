@@ -366,10 +366,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         # that QAT learns from. The ranges are maxima, so they need whole crops: on a batch of 24x24 training patches
         # FSRCNN x2 ends 0.2 dB lower in fp32 and in int8. On --resume the checkpoint's weights replace these.
         # A pair's phone side is quantized; its downscaler runs in float on the server and trains on as it did.
+        equalized = equalize(model.upscaler if pair else model, load_calib().batch(CROP, CROP))
         if pair:
-            model.upscaler = equalize(model.upscaler, load_calib().batch(CROP, CROP))
+            model.upscaler = equalized
         else:
-            model = equalize(model, load_calib().batch(CROP, CROP))
+            model = equalized
     # QAT trains through the fake-quantized graph, which shares its parameters with ``model`` (a pair's: the upscaler
     # behind the pair's own downscaler, so the downscaler learns the LR the int8 upscaler restores best).
     graph = prepare_qat(model.upscaler if pair else model) if cfg.qat else None
