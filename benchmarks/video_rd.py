@@ -7,10 +7,12 @@
 Each sequence (lossless frames, all of them, 25 fps) goes through :func:`mobile_sr.evaluation.video.compare`:
 x2, x264 preset medium, one x264 thread and one torch thread (the machine is shared, and one thread gives the
 same bits on every run). ``full`` runs at CRF 32-47 (about 32-24 dB Y-PSNR, the issue's low-rate regime), the
-downscaled methods at CRF 22-37, the hull's wide sweep adds CRF 20-29 for full (up to about 38 dB) and 10-19 for
-the best downscaled method. ``finetuned-sr`` fine-tunes ``elsr`` per rate point on that rate's decoded frames
-(every ``--finetune-every``-th frame, for ``--finetune-seconds``) with ``mobile_sr.train.finetune`` and adds
-the streamed model's bytes (fp16 safetensors + xz) to the rate; ``codec-sr`` runs when ``elsr-h264`` ships.
+downscaled methods at CRF 22-46 (from full's rates down to full's lowest PSNR), the hull's wide sweep adds CRF
+20-29 for full (up to about 38 dB) and 10-19 for the best downscaled method. ``finetuned-sr`` fine-tunes
+``elsr`` per rate point on that rate's decoded frames (every ``--finetune-every``-th frame, for
+``--finetune-seconds``) with ``mobile_sr.train.finetune`` and adds the streamed weight update's bytes to the
+rate where the update pays for them (``evaluation.video.choose_updates``); ``codec-sr`` runs when ``elsr-h264``
+ships.
 
 SSIM-Y is measured on every ``--ssim-every``-th frame (``metrics.ssim`` costs ~2 s a frame on one core); Y-PSNR,
 which BD-rate uses, on every frame. Measured points are kept in ``--cache``, so a later run that adds a method
@@ -18,7 +20,8 @@ which BD-rate uses, on every frame. Measured points are kept in ``--cache``, so 
 
 BD-rate depends on where the curves overlap in PSNR. ``benchmarks/video_rd_samecrf.json`` is the sensitivity run
 with the downscaled methods at full's own CRFs (the issue trial's choice; their curves then overlap full's only
-at its lowest ~3 dB, where downscaling wins most):
+at its lowest ~3 dB, where downscaling wins most), and ``video_rd_recheck.json`` the earlier design, the downscaled
+methods at CRF 22-37 only (their curves stop ~1.5 dB above full's lowest point):
 
     python benchmarks/video_rd.py --methods full,bicubic-bicubic,bicubic-sr,codec-sr --down-crf 32-47:3 \
         --json benchmarks/video_rd_samecrf.json --plot ''
@@ -50,7 +53,7 @@ def finetune_adapt(seconds: float, every: int, log: list[dict]) -> rd.Adapt:
     from mobile_sr.train.finetune import finetune
 
     def adapt(model, lr, hr):  # noqa: ANN001, ANN202
-        res = finetune(model, lr[::every], hr[::every], seconds=seconds)
+        res = finetune(model, lr[::every], hr[::every], seconds=seconds, seed=len(log))
         log.append({"steps": res.steps, "seconds": round(res.seconds, 1), "bytes": res.bytes,
                     "psnr_before": round(res.psnr_before, 3), "psnr_after": round(res.psnr_after, 3)})
         return res.model, res.bytes
@@ -58,17 +61,15 @@ def finetune_adapt(seconds: float, every: int, log: list[dict]) -> rd.Adapt:
     return adapt
 
 
-def without_model_bits(one: dict) -> float | None:
-    """finetuned-sr's BD-rate were its model free: the bound it tends to as the model is amortised over a longer
-    video (NAS streams one model per video, minutes long). A labelled side figure, never the headline one."""
-    ft = one["methods"].get("finetuned-sr")
-    if ft is None:
+def without_model_bits(one: dict, raw: list[RDPoint]) -> float | None:
+    """finetuned-sr's BD-rate were its model update free and sent at every point (``raw``: its points as measured,
+    before :func:`choose_updates`): the bound it tends to as the update is amortised over a longer video (NAS
+    streams one model per video, minutes long). A labelled side figure, never the headline one."""
+    if not raw:
         return None
-    seconds = one["frames"] / one["fps"]
-    strip = [RDPoint(p["crf"], p["kbps"] - p.get("model_bytes", 0) * 8 / seconds / 1000, p["psnr_y"], p["ssim_y"])
-             for p in ft["points"]]
+    free = [RDPoint(p.crf, p.base_kbps if p.base_kbps is not None else p.kbps, p.psnr_y, p.ssim_y) for p in raw]
     full = [RDPoint(p["crf"], p["kbps"], p["psnr_y"], p["ssim_y"]) for p in one["methods"]["full"]["points"]]
-    return rd.bd_rate(full, strip).percent
+    return rd.bd_rate(full, free).percent
 
 
 def load_cache(path: Path | None) -> dict[str, dict[tuple[str, int], RDPoint]]:
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict = {"sequences": {}, "finetune": {"seconds_per_rate_point": args.finetune_seconds,
                                                "every_nth_frame": args.finetune_every, "runs": ft_log},
                  "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+    raw_ft: dict[str, list[RDPoint]] = {}
     for seq in args.seqs.split(","):
         frames = load_frames(VID4 / seq, args.frames)
         ft_log[seq] = []
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         comp = rd.compare(frames, methods, setup, down_crfs=down, reference=f"vid4/{seq}", on_point=progress,
                           measured=measured, hull_crfs=None if args.no_hull else rd.HULL_CRFS)
         save_cache(args.cache, cache)
+        raw_ft[seq] = [p for (m, _), p in sorted(measured.items()) if m == "finetuned-sr"
+                       and p.crf in {q["crf"] for q in comp.as_json()["methods"].get("finetuned-sr", {}).get("points", [])}]
         one = comp.as_json()
         problems = validate(one, rd.SCHEMA)
         if problems:
@@ -148,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             else None,
             "bd_rate_minus_bicubic_sr_points": {n: None if (v is None or base is None) else round(v - base, 2)
                                             for n, v in bd.items() if n in ("finetuned-sr", "codec-sr")},
-            "finetuned_sr_without_model_bits_percent": without_model_bits(one),
+            "finetuned_sr_without_model_bits_percent": without_model_bits(one, raw_ft.get(seq, [])),
+            "finetuned_sr_updates_sent": None if "finetuned-sr" not in one["methods"] else
+            f"{sum(1 for p in one['methods']['finetuned-sr']['points'] if p.get('model_bytes'))} of "
+            f"{len(one['methods']['finetuned-sr']['points'])}",
             "hull_bd_rate_vs_full_percent": one["hull"]["bd_rate_vs_full_percent"] if one["hull"] else None,
             "hull_switch_kbps": one["hull"]["switch_kbps"] if one["hull"] else None,
         }

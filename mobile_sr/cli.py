@@ -697,7 +697,8 @@ def video_finetune(src: str, dst: str, model_spec: str, scale: int | None, minut
 
     SRC (a video or a folder of frames) is cropped to a multiple of 2 x scale, bicubic-downscaled, sent through
     CODEC at --crf and decoded; the upscaler is fine-tuned on those frames against the originals for --minutes.
-    The weights are written as fp16; their size as streamed (fp16 safetensors + xz) is in model.json."""
+    What is streamed is update.xz, the weight update on the base model the phone already has (int8 offsets in
+    steps of 2^-6, xz); its size is `bytes` in model.json, and model.safetensors holds the weights it rebuilds."""
     import torch
 
     from .data.images import ImageError
@@ -736,11 +737,13 @@ def video_finetune(src: str, dst: str, model_spec: str, scale: int | None, minut
 @click.option("--upscaler", default="elsr", show_default=True, help="The generic upscaler of bicubic-sr and finetuned-sr.")
 @click.option("--pair", default="rescale", show_default=True, help="The pair of learned-sr (its downscaler and upscaler).")
 @click.option("--finetune-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="finetuned-sr: CPU budget of each rate point's fine-tuning (its model's bytes count in the rate).")
+              help="finetuned-sr: CPU budget of each rate point's fine-tuning (its weight update's bytes count in the "
+                   "rate, and it is sent only where it pays for them).")
 @click.option("--crf", "crf_text", default=None, metavar="LIST",
               help="full's rate points: 32,35,38 or 32-47:3  [default: 32-47:3, about 32-24 dB on Vid4]")
 @click.option("--down-crf", "down_crf_text", default=None, metavar="LIST",
-              help="The downscaled methods' rate points  [default: each --crf less 10, for overlapping rates]")
+              help="The downscaled methods' rate points  [default: each --crf less 10 (overlapping rates), then on "
+                   "in --crf's step to just below its last CRF (down to full's lowest PSNR)]")
 @click.option("--no-hull", is_flag=True,
               help="Skip the convex hull's wider sweep (CRF 20-29 more for full and the best method).")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Use the first N frames (default: all).")

@@ -103,7 +103,16 @@ def test_full_gains_psnr_with_bits(comparison: rd.Comparison) -> None:
     for better, worse in zip(full, full[1:], strict=False):  # a lower CRF: more bits, higher Y-PSNR and SSIM
         assert better.kbps > worse.kbps and better.psnr_y > worse.psnr_y and better.ssim_y > worse.ssim_y
     down = comparison.curves["bicubic-bicubic"].points
-    assert [p.crf for p in down] == [c - rd.DOWN_CRF_OFFSET for c in FULL_CRFS]
+    # full's CRFs less 10 (overlapping rates), then on in full's step to just below its last CRF, so the
+    # downscaled curve reaches down to full's lowest PSNR
+    assert [p.crf for p in down] == [20, 28, 36, 44]
+    assert min(p.psnr_y for p in down) < min(p.psnr_y for p in full)
+
+
+def test_default_down_sweep() -> None:
+    assert rd.down_crfs_for(rd.FULL_CRFS) == tuple(range(22, 47, 3))  # 22-37 overlaps full's rates, 40-46 its PSNR
+    assert rd.down_crfs_for((5, 8)) == (0,)  # clamped to x264's range, repeats dropped
+    assert rd.down_crfs_for((48, 51)) == (38, 41, 44, 47, 50)
 
 
 def test_bicubic_bicubic_bd_rate_is_finite(comparison: rd.Comparison) -> None:
@@ -167,8 +176,33 @@ def test_finetuned_counts_model_bits(city: list[torch.Tensor]) -> None:
     tuned = rd.rd_point(methods["finetuned-sr"], ref, 30, SETUP)
     assert calls == [(4, (3, 64, 64), 4, (3, 128, 128))]  # the decoded LR frames and the originals
     duration = len(ref) / 25
-    assert tuned.kbps - plain.kbps == pytest.approx(1000 * 8 / duration / 1000, rel=1e-12)
-    assert tuned.model_bytes == 1000 and tuned.psnr_y == plain.psnr_y  # the same model, only the rate grew
+    base = tuned.base  # the same stream without the update: bicubic-sr's point
+    assert base is not None and tuned.model_bytes == 1000
+    assert tuned.kbps - base.kbps == pytest.approx(1000 * 8 / duration / 1000, rel=1e-12)
+    assert tuned.psnr_y == base.psnr_y == plain.psnr_y  # the same model, only the rate grew
+    assert base.kbps == pytest.approx(plain.kbps, rel=0.05)  # x264 is not always bit-exact from call to call
+    assert rd.choose_updates([tuned]) == [tuned]  # one point is no curve to weigh it against: kept
+
+
+def _with_base(crf: int, kbps: float, psnr: float, base_kbps: float, base_psnr: float) -> RDPoint:
+    return RDPoint(crf, kbps, psnr, 0.5, round((kbps - base_kbps) * 1000 / 8 * 2), base_kbps, base_psnr, 0.4)
+
+
+def test_choose_updates_sends_an_update_only_where_it_pays() -> None:
+    # The streams without update: 100 kbps 25 dB, 200 kbps 27 dB, 400 kbps 29 dB (2 dB per doubling).
+    pts = [
+        _with_base(40, 110, 25.1, 100, 25.0),  # +10% bits buy 0.1 dB; the curve gives 0.28 dB for them: not sent
+        _with_base(35, 220, 27.5, 200, 27.0),  # +10% bits, +0.5 dB: above the curve, sent
+        _with_base(30, 480, 29.6, 400, 29.0),  # past the last point: weighed on the end segment, 29.53 < 29.6: sent
+    ]
+    chosen = rd.choose_updates(pts)
+    assert chosen[1] == pts[1] and chosen[2] == pts[2]
+    skipped = chosen[0]
+    assert (skipped.kbps, skipped.psnr_y, skipped.ssim_y, skipped.model_bytes) == (100, 25.0, 0.4, 0)
+    assert skipped.base == pts[0].base and "model_bytes" not in skipped.as_json()
+    assert skipped.as_json()["without_update"] == {"kbps": 100, "psnr_y": 25.0, "ssim_y": 0.4}
+    assert validate({"methods": {"full": {"points": [p.as_json() for p in chosen], "bd_rate_vs_full_percent": None}},
+                     "hull": None, "reference": "x", "codec": "h264", "scale": 2, "fps": 25}, rd.SCHEMA) == []
 
 
 def test_build_methods_refuses() -> None:
@@ -264,6 +298,11 @@ def test_cli_finetuned_sr_runs_train_finetune(city: list[torch.Tensor], tmp_path
     doc = json.loads(out.read_text())
     plain = {p["crf"]: p for p in doc["methods"]["bicubic-sr"]["points"]}
     for p in doc["methods"]["finetuned-sr"]["points"]:
-        assert p["model_bytes"] > 1000  # ELSR-16's weights, compressed, are kilobytes
-        model_kbps = p["model_bytes"] * 8 / (2 / 25) / 1000
-        assert p["kbps"] == pytest.approx(plain[p["crf"]]["kbps"] + model_kbps, rel=1e-9)
+        base = p["without_update"]  # the stream alone, the model as shipped: bicubic-sr's point
+        assert base["kbps"] == pytest.approx(plain[p["crf"]]["kbps"], rel=0.05)
+        assert base["psnr_y"] == pytest.approx(plain[p["crf"]]["psnr_y"], abs=0.2)
+        if "model_bytes" in p:  # the update sent: its bytes are in the rate
+            model_kbps = p["model_bytes"] * 8 / (2 / 25) / 1000
+            assert 16 < p["model_bytes"] < 7000 and p["kbps"] == pytest.approx(base["kbps"] + model_kbps, rel=1e-9)
+        else:  # not worth its bits: the point is the stream alone
+            assert (p["kbps"], p["psnr_y"]) == (base["kbps"], base["psnr_y"])

@@ -20,7 +20,7 @@ from mobile_sr.data.images import save_image
 from mobile_sr.evaluation import Pipeline, bicubic_pipeline, evaluate
 from mobile_sr.metrics import psnr
 from mobile_sr.models import load_model, manifest
-from mobile_sr.train.finetune import finetune
+from mobile_sr.train.finetune import UPDATE_FILE, UPDATE_STEP, apply_update, encode_update, finetune
 
 from .conftest import SHARED
 
@@ -165,11 +165,37 @@ def test_finetune_improves_its_own_frames_without_touching_the_input() -> None:
     assert res.model.module is not model.module and res.model.name == "elsr" and res.model.scale == 2
     tuned = res.model.module.state_dict()
     assert any(not torch.equal(before[k], tuned[k]) for k in before)
-    assert all(torch.equal(v, v.half().float()) for v in tuned.values())  # the weights as streamed: fp16 values
+    # The model is what the phone rebuilds from the bytes sent: the base it ships with, plus the update.
+    rebuilt = apply_update(model.module, res.update).state_dict()
+    assert all(torch.equal(rebuilt[k], v) for k, v in tuned.items())
+    for k, v in tuned.items():  # every weight moved by a whole number of steps (float32 rounding aside)
+        moved = (v - before[k]) / UPDATE_STEP
+        assert torch.allclose(moved, moved.round(), atol=1e-3), k
     # psnr_after is the returned model's figure on those frames
     images = vid4_codec_images(VID4 / "city", 2, 32, frames=4, size=64)
     assert evaluate(Pipeline(res.model.upscaler, 2), images, with_ssim=False).psnr == pytest.approx(res.psnr_after)
-    assert 5_000 < res.bytes < 2 * sum(v.numel() for v in tuned.values())  # compressed fp16: under 2 bytes/weight
+    weights = sum(v.numel() for v in tuned.values())
+    assert res.bytes == len(res.update) < weights // 2  # int8 offsets, mostly zero: well under a byte a weight
+
+
+def test_weight_update_round_trip_and_refusals() -> None:
+    """encode_update / apply_update are the stream's format: offsets in steps come back exactly, and an update
+    that was made for another model, or is not one, is refused with a reason, not applied."""
+    base = load_model("elsr").module
+    gen = torch.Generator().manual_seed(0)
+    offsets = {k: torch.randint(-3, 4, p.shape, generator=gen).to(torch.int8) for k, p in base.named_parameters()}
+    moved = apply_update(base, encode_update(offsets))
+    for (k, p), (_, q) in zip(base.named_parameters(), moved.named_parameters(), strict=True):
+        assert torch.equal(q, p + offsets[k].float() * UPDATE_STEP), k
+    assert moved is not base and not any(torch.equal(p, q) for p, q in zip(base.parameters(), moved.parameters()))
+    with pytest.raises(ValueError, match="another model"):
+        apply_update(load_model("fsrcnn").module, encode_update(offsets))
+    with pytest.raises(ValueError, match="not a weight update"):
+        apply_update(base, b"not xz at all")
+    with pytest.raises(ValueError, match="bad header"):
+        apply_update(base, lzma.compress(b"MSRX1" + bytes(100)))
+    with pytest.raises(ValueError, match="outside int8"):
+        encode_update({"w": torch.tensor([128], dtype=torch.int32)})
 
 
 def test_finetune_refuses_misaligned_frames() -> None:
@@ -201,15 +227,18 @@ def test_video_finetune_writes_a_folder_load_model_loads(tmp_path: Path) -> None
     r = CliRunner().invoke(main, ["video", "finetune", str(src), "-o", str(out), "--model", "elsr",
                                   "--minutes", "0.04", "--crf", "34", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors", UPDATE_FILE]
     man = json.loads((out / "model.json").read_text())
     assert man["crf"] == 34 and man["source"] == str(src) and man["frames"] == 3 and man["steps"] > 0
-    assert man["bytes"] == len(lzma.compress((out / "model.safetensors").read_bytes(),
-                                             preset=9 | lzma.PRESET_EXTREME))  # the file, as streamed
+    update = (out / UPDATE_FILE).read_bytes()
+    assert man["bytes"] == len(update) and man["update_step"] == UPDATE_STEP  # the file, as streamed
     loaded = load_model(out)
     assert (loaded.name, loaded.role, loaded.scale) == ("elsr", "upscaler", 2)
+    base = load_model("elsr").module
     assert not all(torch.equal(a, b) for a, b in zip(loaded.module.state_dict().values(),
-                                                     load_model("elsr").module.state_dict().values(), strict=True))
+                                                     base.state_dict().values(), strict=True))
+    rebuilt = apply_update(base, update).state_dict()  # the phone's model from the base and the update file
+    assert all(torch.equal(rebuilt[k], v) for k, v in loaded.module.state_dict().items())
     r = CliRunner().invoke(main, ["upscale", str(src / "f000.png"), "-o", str(tmp_path / "up.png"),
                                   "--model", str(out), "--runtime", "torch"])
     assert r.exit_code == 0, r.output

@@ -89,11 +89,24 @@ class RDPoint:
     psnr_y: float
     ssim_y: float
     model_bytes: int = 0
+    # A method that adapts its model per rate point: the same stream with the model as shipped (no update sent),
+    # the alternative :func:`choose_updates` weighs the update against.
+    base_kbps: float | None = None
+    base_psnr_y: float | None = None
+    base_ssim_y: float | None = None
+
+    @property
+    def base(self) -> RDPoint | None:
+        if self.base_kbps is None or self.base_psnr_y is None or self.base_ssim_y is None:
+            return None
+        return RDPoint(self.crf, self.base_kbps, self.base_psnr_y, self.base_ssim_y)
 
     def as_json(self) -> dict[str, Any]:
-        doc = {"kbps": self.kbps, "psnr_y": self.psnr_y, "ssim_y": self.ssim_y, "crf": self.crf}
+        doc: dict[str, Any] = {"kbps": self.kbps, "psnr_y": self.psnr_y, "ssim_y": self.ssim_y, "crf": self.crf}
         if self.model_bytes:
             doc["model_bytes"] = self.model_bytes
+        if self.base is not None:
+            doc["without_update"] = {"kbps": self.base_kbps, "psnr_y": self.base_psnr_y, "ssim_y": self.base_ssim_y}
         return doc
 
 
@@ -245,20 +258,42 @@ def rd_point(method: Method, ref: Frames, crf: int, setup: Setup, lr: Frames | N
     """One rate point of ``method``: encode at ``crf``, decode, reconstruct, score against ``ref``."""
     lr = low_res(method, ref) if lr is None else lr
     decoded, bits = roundtrip(lr, setup.codec, crf=crf, fps=setup.fps, preset=setup.preset, threads=setup.threads)
-    model_bytes = 0
     if method.full:
-        out: Sequence[torch.Tensor] = decoded
-    else:
-        upscale = method.upscale
-        if method.adapt is not None:
-            assert method.model is not None
-            tuned, model_bytes = method.adapt(method.model, decoded, ref)
-            upscale = deploy(tuned).upscaler
-        assert upscale is not None
-        out = reconstruct(upscale, decoded, setup.scale, setup.tile)
-    p, s = score(out, ref, setup.ssim_every)
-    kbps = kbps_of(bits + 8 * model_bytes, len(ref), setup.fps)
-    return RDPoint(crf, kbps, p, s, model_bytes)
+        return RDPoint(crf, kbps_of(bits, len(ref), setup.fps), *score(decoded, ref, setup.ssim_every))
+    assert method.upscale is not None
+    p, s = score(reconstruct(method.upscale, decoded, setup.scale, setup.tile), ref, setup.ssim_every)
+    kbps = kbps_of(bits, len(ref), setup.fps)
+    if method.adapt is None:
+        return RDPoint(crf, kbps, p, s)
+    assert method.model is not None
+    tuned, model_bytes = method.adapt(method.model, decoded, ref)
+    tp, ts = score(reconstruct(deploy(tuned).upscaler, decoded, setup.scale, setup.tile), ref, setup.ssim_every)
+    return RDPoint(crf, kbps_of(bits + 8 * model_bytes, len(ref), setup.fps), tp, ts, model_bytes, kbps, p, s)
+
+
+def choose_updates(points: Sequence[RDPoint]) -> list[RDPoint]:
+    """Per rate point of an adapting method, send the model update only where it pays for its bits.
+
+    The server has both outcomes of each point: the stream with the update (higher PSNR, more bits) and without
+    it (the model as shipped). Without-update points form a curve, joined linearly in log rate (extended along
+    its end segments); an update is kept where its point lies above that curve, i.e. where its PSNR is more than
+    the same bits would buy as video. Elsewhere the point is the stream alone. Points without an alternative
+    (measured with a budget-free model) are kept as they are."""
+    bases = sorted((p.base for p in points if p.base is not None), key=lambda q: q.kbps)
+    curve = [(math.log10(q.kbps), q.psnr_y) for q in monotone(bases)]
+    out = []
+    for p in points:
+        base = p.base
+        if base is None or len(curve) < 2:
+            out.append(p)
+            continue
+        x = math.log10(p.kbps)
+        (x1, y1), (x2, y2) = next(((a, b) for a, b in zip(curve, curve[1:], strict=False) if x <= b[0]),
+                                  (curve[-2], curve[-1]))
+        worth = y1 + (y2 - y1) * (x - x1) / (x2 - x1)
+        out.append(p if p.psnr_y > worth else
+                   RDPoint(p.crf, base.kbps, base.psnr_y, base.ssim_y, 0, base.kbps, base.psnr_y, base.ssim_y))
+    return out
 
 
 def parse_crfs(text: str, option: str = "--crf") -> tuple[int, ...]:
@@ -288,13 +323,17 @@ def check_crfs(crfs: Sequence[int], option: str = "--crf") -> None:
 
 
 def down_crfs_for(full_crfs: Sequence[int], offset: int = DOWN_CRF_OFFSET) -> tuple[int, ...]:
-    """The downscaled methods' CRFs: ``full``'s less ``offset`` (clamped to x264's range, repeats dropped)."""
-    seen: list[int] = []
-    for c in full_crfs:
-        c = max(CRF_RANGE[0], c - offset)
-        if c not in seen:
-            seen.append(c)
-    return tuple(seen)
+    """The downscaled methods' CRFs: ``full``'s less ``offset`` (so that the rates overlap), then on in ``full``'s
+    smallest step up to just below ``full``'s last CRF. At one CRF the downscaled video sits several dB below
+    ``full`` (Vid4 x2: 2-3 dB at CRF 37-47), so without the extension its curve would stop short of ``full``'s
+    lowest PSNR, and BD-rate, which only integrates where both curves are, would leave out the bottom of the
+    low-rate regime: the issue's trial range (full at 23-31 dB) needs the downscaled points down to ~23 dB."""
+    crfs = sorted({max(CRF_RANGE[0], c - offset) for c in full_crfs})
+    if len(crfs) >= 2:
+        step = min(b - a for a, b in zip(crfs, crfs[1:], strict=False))
+        while crfs[-1] + step < max(full_crfs) and crfs[-1] + step <= CRF_RANGE[1]:
+            crfs.append(crfs[-1] + step)
+    return tuple(crfs)
 
 
 # ---- BD-rate ---------------------------------------------------------------------------------------------
@@ -554,7 +593,8 @@ def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Seq
     curves: dict[str, Curve] = {}
     for m in methods:
         crfs = full_crfs if m.full else down_crfs
-        curves[m.name] = Curve(m, [point(m, c) for c in crfs])
+        pts = [point(m, c) for c in crfs]
+        curves[m.name] = Curve(m, choose_updates(pts) if m.adapt is not None else pts)
     full = curves["full"].points
     notes: list[str] = []
     lo, hi = min(p.psnr_y for p in full), max(p.psnr_y for p in full)
@@ -572,6 +612,8 @@ def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Seq
         best = by_name[min(scored)[1]]
         full_wide = [point(by_name["full"], c) for c in sorted({*hull_crfs, *full_crfs})]
         down_wide = [point(best, c) for c in sorted({*down_crfs_for(hull_crfs), *down_crfs})]
+        if best.adapt is not None:
+            down_wide = choose_updates(down_wide)
         hull = convex_hull(full_wide, down_wide, best.name)
     h, w = ref[0].shape[-2:]
     return Comparison(reference, setup, len(ref), (w, h), curves, hull, notes)

@@ -5,12 +5,16 @@ video, so it is trained on the video's own frames, the decoded low-resolution fr
 bounded CPU budget. Its bits travel with the stream, so they are counted: :attr:`FinetuneResult.bytes` is the
 size of the weights as they would be sent.
 
-What is sent: the state dict as fp16 safetensors, compressed with xz (LZMA2, preset 9e). fp16 halves the payload
-and costs nothing measurable (the PSNR reported is that of the fp16-rounded weights, the ones the phone gets);
-int8 would halve it again but needs a calibration step and a quantised runtime path on the phone, which the
-model stream does not otherwise need. Measured on ELSR-16 x2: fp16 safetensors 14,344 B, + zlib -9 13,040 B,
-+ xz 12,800 B (fp32 + xz: 14,240 B); fp16 mantissas are close to random, so LZMA wins only ~2% over zlib, but a
-one-off ~13 KB decode on the phone costs nothing either way.
+What is sent: an *update* to the weights the phone already has (the upscaler it ships with), not the weights.
+Fine-tuning moves each parameter by a whole number of steps of :data:`UPDATE_STEP` (2^-6): the offsets are
+trained on that grid with a straight-through gradient, so the model the phone rebuilds (base + indices x step,
+exact in float32) is the model that was trained and scored. The indices go as int8, in parameter order, behind a
+small header, compressed with xz (LZMA2, preset 9e): :func:`encode_update` / :func:`apply_update`. Most
+offsets are zero or one step, so ELSR-16's update is 1-3 KB against 12.8 KB for its whole weights as fp16 +
+xz (the form sent before 2026-12-04). On Vid4's 1.4-1.9 s clips each KB is 4-6 kbps, so the update's size
+decides whether fine-tuning pays (measured in ``benchmarks/video_rd.py``): at 2^-4 the update is ~1 KB but
+training on so coarse a grid gains less and can lose (-0.15 dB at CRF 40 on city); at 2^-8 and finer it
+costs 4-6 KB for no more gain.
 
 PSNR before/after is Y-PSNR (published protocol: crop = scale, 8-bit output) on the fine-tuning frames themselves:
 NAS overfits on purpose, and those are the frames the viewer sees.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import copy
 import lzma
 import math
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +33,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
 from torch import nn
+from torch.func import functional_call
 from tqdm import tqdm
 
 from ..core.files import check_writable_dir, place, staging
@@ -43,29 +48,73 @@ from ..models.ofa import OFASR
 from ..models.pair import SRPair
 
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
-STREAMED_FORM = "fp16 safetensors + xz (LZMA2, preset 9e)"
+UPDATE_STEP = 2.0**-6  # the grid of the weight offsets (a power of two: base + k * step is one float32 rounding)
+UPDATE_MAGIC = b"MSRU1"  # header: magic, step (float32 little-endian), parameter count (uint32)
+UPDATE_FILE = "update.xz"
+STREAMED_FORM = "weight update on the base model: int8 offsets in steps of 2^-6, xz (LZMA2, preset 9e)"
 FINETUNE_STREAM = 0x4E4153  # "NAS": keeps the patch draws apart from the trainer's (seed, step, index) stream
 
 
 @dataclass
 class FinetuneResult:
-    model: Model  # the fine-tuned upscaler, weights rounded to fp16 (what is streamed)
-    bytes: int  # compressed size of the streamed weights (see STREAMED_FORM)
+    model: Model  # the fine-tuned upscaler: the base plus the update, as the phone rebuilds it
+    update: bytes  # the weight update as streamed (:func:`encode_update`; STREAMED_FORM)
     steps: int
     seconds: float  # wall time of the training loop
     psnr_before: float  # Y-PSNR on the fine-tuning frames, the model as given
-    psnr_after: float  # the same, the fine-tuned model as streamed (fp16)
+    psnr_after: float  # the same, the fine-tuned model as the phone rebuilds it
+
+    @property
+    def bytes(self) -> int:
+        """What the update adds to the stream."""
+        return len(self.update)
 
 
-def streamed_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as it is sent: every floating tensor in fp16."""
-    return {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
-            for k, v in module.state_dict().items()}
+def encode_update(indices: dict[str, torch.Tensor], step: float = UPDATE_STEP) -> bytes:
+    """The streamed update: ``indices`` (parameter name -> int offsets in steps, in the model's parameter order) as
+    int8 behind the header, xz-compressed. The phone's model knows the names and shapes; only the values travel."""
+    flat = torch.cat([v.reshape(-1) for v in indices.values()]) if indices else torch.zeros(0, dtype=torch.int8)
+    if flat.numel() and int(flat.abs().max()) > 127:
+        raise ValueError("an update offset is outside int8 (more than 127 steps)")
+    head = UPDATE_MAGIC + struct.pack("<fI", step, flat.numel())
+    return lzma.compress(head + flat.to(torch.int8).numpy().tobytes(), preset=XZ_PRESET)
 
 
-def streamed_bytes(module: nn.Module) -> int:
-    """Bytes of ``module``'s weights as streamed with the video (:data:`STREAMED_FORM`)."""
-    return len(lzma.compress(save(streamed_state(module)), preset=XZ_PRESET))
+def apply_update(module: nn.Module, payload: bytes) -> nn.Module:
+    """What the phone does with the stream's update: a copy of ``module`` (the base it ships with) with each
+    parameter moved by its offsets x step. ValueError for an update that does not fit this model."""
+    try:
+        raw = lzma.decompress(payload)
+    except lzma.LZMAError as exc:
+        raise ValueError(f"not a weight update ({exc})") from None
+    n_head = len(UPDATE_MAGIC) + 8
+    if raw[: len(UPDATE_MAGIC)] != UPDATE_MAGIC or len(raw) < n_head:
+        raise ValueError("not a weight update (bad header)")
+    step, count = struct.unpack("<fI", raw[len(UPDATE_MAGIC) : n_head])
+    params = dict(module.named_parameters())
+    if count != sum(p.numel() for p in params.values()) or len(raw) != n_head + count:
+        raise ValueError(f"the update has {count} offsets, the model {sum(p.numel() for p in params.values())} "
+                         "parameters: it was made for another model")
+    flat = torch.frombuffer(bytearray(raw[n_head:]), dtype=torch.int8).to(torch.float32)
+    out = copy.deepcopy(module)
+    with torch.no_grad():
+        at = 0
+        for _, p in out.named_parameters():
+            p.add_(flat[at : at + p.numel()].view_as(p) * step)
+            at += p.numel()
+    return out
+
+
+class _Round(torch.autograd.Function):
+    """Rounding with a straight-through gradient: the offsets train on the grid they are sent on."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return torch.round(x).clamp(-127, 127)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return grad
 
 
 def trainable_upscaler(model: Model) -> tuple[str, nn.Module]:
@@ -129,18 +178,19 @@ def _patches(lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], scale
 
 
 def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.Tensor], seconds: float = 180.0, *,
-             seed: int = 0, batch: int = 16, patch: int = 96, lr: float = 2e-4,
+             seed: int = 0, batch: int = 16, patch: int = 96, lr: float = 2e-4, step: float = UPDATE_STEP,
              progress: bool = False) -> FinetuneResult:
     """Fine-tune ``model``'s upscaler on aligned random patches of these frames for ``seconds`` of wall time.
 
     ``lr_frames`` are the decoded low-resolution frames, ``hr_frames`` the originals, uint8 (3, H, W). The clock is
     checked after every step, so the loop overruns its budget by at most one step (and always takes at least one,
-    so the result is a fine-tuned model). ``model`` is not touched: the training happens on a copy, returned as a
-    new :class:`Model` whose weights are rounded to fp16, as streamed. L1 loss and Adam at a constant ``lr``: a
-    schedule over a wall-clock budget would depend on the machine's speed.
+    so the result is a fine-tuned model). ``model`` is not touched: what trains is an offset per parameter, on the
+    grid of ``step`` (straight-through rounding), and the result is a new :class:`Model` whose weights are the base
+    plus the rounded offsets: exactly what :func:`apply_update` rebuilds from :attr:`FinetuneResult.update`. L1
+    loss and Adam at a constant ``lr``: a schedule over a wall-clock budget would depend on the machine's speed.
     """
-    if not seconds > 0 or batch < 1 or patch < 1 or not lr > 0:
-        raise ValueError("seconds, batch, patch and lr must be positive")
+    if not seconds > 0 or batch < 1 or patch < 1 or not lr > 0 or not step > 0:
+        raise ValueError("seconds, batch, patch, lr and step must be positive")
     scale = int(model.scale)
     images = frame_images(lr_frames, hr_frames, scale)
     name, net = trainable_upscaler(model)
@@ -149,7 +199,13 @@ def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.
         raise ValueError(f"patch {patch} is smaller than one LR pixel at x{scale}")
     before = evaluate(Pipeline(net.eval(), scale), images, with_ssim=False).psnr  # type: ignore[arg-type]
 
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    base = {k: p.detach().clone() for k, p in net.named_parameters()}
+    offsets = {k: torch.zeros_like(v, requires_grad=True) for k, v in base.items()}  # in steps, before rounding
+
+    def weights() -> dict[str, torch.Tensor]:
+        return {k: base[k] + step * _Round.apply(offsets[k]) for k in base}
+
+    opt = torch.optim.Adam(offsets.values(), lr=lr / step)  # lr in weight units, as for plain fine-tuning
     bar = tqdm(total=round(seconds), disable=not progress, unit="s", dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
     steps, start = 0, time.perf_counter()
@@ -157,7 +213,7 @@ def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.
     net.train()
     while steps == 0 or elapsed < seconds:
         lr_img, hr_img = _patches(lr_frames, hr_frames, scale, q * scale, batch, seed, steps)
-        loss = (net(lr_img) - hr_img).abs().mean()
+        loss = (functional_call(net, weights(), (lr_img,)) - hr_img).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -168,20 +224,20 @@ def finetune(model: Model, lr_frames: list[torch.Tensor], hr_frames: list[torch.
         bar.set_postfix_str(f"step {steps}, {steps / max(elapsed, 1e-9):.1f} steps/s, loss {loss.item():.4f}",
                             refresh=False)
     bar.close()
-    net.eval()
-    with torch.no_grad():  # what the phone gets: the fp16 weights (state_dict tensors share the parameters' storage)
-        for t in net.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half())
+    with torch.no_grad():
+        indices = {k: torch.round(v).clamp(-127, 127).to(torch.int8) for k, v in offsets.items()}
+    update = encode_update(indices, step)
+    net = apply_update(net.eval(), update)  # the phone's model, rebuilt from the bytes that are sent
     after = evaluate(Pipeline(net, scale), images, with_ssim=False).psnr  # type: ignore[arg-type]
     tuned = Model(name, info(name).role, model.scale, net, f"{model.source} fine-tuned")
-    return FinetuneResult(tuned, streamed_bytes(net), steps, elapsed, before, after)
+    return FinetuneResult(tuned, update, steps, elapsed, before, after)
 
 
 def write_finetuned(result: FinetuneResult, out: Path, meta: dict) -> Path:
-    """``out/model.safetensors`` (the streamed fp16 weights) + ``out/model.json`` (model, scale, config, what the
-    fine-tuning measured, ``meta``), built in a hidden folder beside ``out`` and renamed into place: nothing appears
-    under ``out`` unless both are whole. ``load_model(out)`` loads it (fp16 values, read into fp32 parameters)."""
+    """``out/update.xz`` (the update as streamed, :attr:`FinetuneResult.update`), ``out/model.safetensors`` (the
+    weights it rebuilds on the base, float32) and ``out/model.json`` (model, scale, config, what the fine-tuning
+    measured, ``meta``), built in a hidden folder beside ``out`` and renamed into place: nothing appears under
+    ``out`` unless all are whole. ``load_model(out)`` loads it."""
     out = Path(out)
     parent = out.parent
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -189,13 +245,15 @@ def write_finetuned(result: FinetuneResult, out: Path, meta: dict) -> Path:
     check_writable_dir(parent, f"folder of -o {out}")
     module = result.model.module
     manifest = {"model": result.model.name, "scale": result.model.scale, "config": module.config(),
-                "bytes": result.bytes, "streamed_as": STREAMED_FORM, "steps": result.steps,
+                "bytes": result.bytes, "streamed_as": STREAMED_FORM, "update_file": UPDATE_FILE,
+                "update_step": UPDATE_STEP, "steps": result.steps,
                 "seconds": round(result.seconds, 2), "psnr_before": round(result.psnr_before, 4),
                 "psnr_after": round(result.psnr_after, 4), **meta}
     with staging(parent, out.name) as tmp:
         folder = tmp / out.name  # a plain mkdir: the folder gets the umask's mode, not mkdtemp's 0700
         folder.mkdir()
-        write_weights(copy.deepcopy(module).half(), manifest, folder / "model.safetensors")
+        (folder / UPDATE_FILE).write_bytes(result.update)
+        write_weights(module, manifest, folder / "model.safetensors")
         place(folder, out)
     return out
 
