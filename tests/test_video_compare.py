@@ -28,7 +28,7 @@ pytestmark = pytest.mark.extras("video")
 pytest.importorskip("bjontegaard", reason="BD-rate needs bjontegaard (the video extra): pip install -e '.[video]'")
 
 FULL_CRFS = (30, 38, 46)
-SETUP = rd.Setup(threads=1)  # one x264 thread: the same bits on every machine and run
+SETUP = rd.Setup(threads=1)  # one x264 thread: a quiet machine, and exact bits on crops this small
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def code_frames(frames: list[torch.Tensor], codec: str, crf: int) -> list[torch.
     """``frames`` (uint8 (3, h, w), even sides) through ``codec`` at ``crf`` and back: what the phone decodes."""
     from .video import roundtrip
 
-    # One x264 thread: the training data is made beside other jobs, and one thread is bit-exact run to run.
+    # One x264 thread: the training data is made beside other jobs (and is exact run to run on patches this small).
     return roundtrip(frames, codec=codec, crf=crf, threads=1)[0]
 
 

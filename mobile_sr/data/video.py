@@ -8,7 +8,10 @@ frames, the same colour conversion and the same bit counts:
 - colour goes RGB -> yuv420p -> RGB through swscale (BT.601, limited range), which is what the encoders take
   and what a player shows; decoding goes through yuv444p, without the ~1-level bias of swscale's direct path;
 - a rate is the bits of the video stream's packets, not the file: the container's overhead (and any audio)
-  is not what a codec comparison measures.
+  is not what a codec comparison measures;
+- x264 (PyAV's wheel) is not bit-exact from one encode to the next, even with one thread and the same yuv420p
+  input: Vid4 city's 352x288 LR at CRF 40 gave 19,608, 19,696 or 19,848 bits in repeated encodes in one process
+  (2026-12-04). Small crops (the tests') have come out exact; a rate-distortion point carries that ~1.5% noise.
 
 yuv420p stores chroma at half resolution, so the encoder takes only even sides; callers crop (and say so),
 this module refuses odd ones. Everything a user can get wrong (an unreadable or empty file, a file without a

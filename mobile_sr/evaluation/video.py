@@ -249,7 +249,7 @@ class Setup:
     codec: str = "h264"
     fps: Fraction = Fraction(25)
     preset: str = PRESET
-    threads: int = 0  # x264 threads (0: x264 decides; 1 for a quiet machine and bit-exact reruns)
+    threads: int = 0  # x264 threads (0: x264 decides; 1 for a quiet machine; see data.video on determinism)
     ssim_every: int = 1  # SSIM-Y of every k-th frame only: metrics.ssim costs ~2 s a 704x576 frame on one core
     tile: int | None = None  # LR tile side of the upscaler (None: one pass per frame)
 
