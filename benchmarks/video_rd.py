@@ -6,7 +6,8 @@
 
 Each sequence (lossless frames, all of them, 25 fps) goes through :func:`mobile_sr.evaluation.video.compare`:
 x2, x264 preset medium, one x264 thread and one torch thread (the machine is shared). x264 is not quite
-bit-exact from one encode to the next even so (see ``mobile_sr.data.video``): a point's rate moves by up to ~1.5%. ``full`` runs at CRF 32-47 (about 32-24 dB Y-PSNR, the issue's low-rate regime), the
+bit-exact from one encode to the next even so (see ``mobile_sr.data.video``): a point's rate moves by up to
+~1.5%. ``full`` runs at CRF 32-47 (about 32-24 dB Y-PSNR, the issue's low-rate regime), the
 downscaled methods at CRF 22-46 (from full's rates down to full's lowest PSNR), the hull's wide sweep adds CRF
 20-29 for full (up to about 38 dB) and 10-19 for the best downscaled method. ``finetuned-sr`` fine-tunes
 ``elsr`` per rate point on that rate's decoded frames (every ``--finetune-every``-th frame, for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,31 @@ def test_the_car_resampler_starts_as_bicubic_and_its_kernels_always_sum_to_one(s
     torch.nn.init.normal_(car.kernels.weight, std=0.05)
     assert (car.kernel(hr).sum(dim=1) - 1).abs().max() < 1e-5
     assert (car(hr) - imresize(hr.double(), 1 / scale).float()).abs().max() > 1e-3  # the kernels do adapt
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_car_offsets_move_the_footprint_by_linear_interpolation(scale):
+    """``offsets=1``: untrained it is still bicubic; a shift of half an HR pixel down is bicubic of the picture
+    linearly interpolated half a pixel down (checked away from the borders, whose padding differs), and the
+    moved kernels still sum to one."""
+    gen = torch.Generator().manual_seed(0)
+    big = torch.rand(1, 3, 8 * scale + 1, 8 * scale, generator=gen)
+    hr = big[:, :, :-1]
+    car = CAR(scale, offsets=1)
+    assert car.config()["offsets"] == 1 and "offsets" not in CAR(scale).config()
+    assert (car(hr) - imresize(hr.double(), 1 / scale).float()).abs().max() < 1e-5
+    with torch.no_grad():
+        car.shift.bias.copy_(torch.tensor([math.atanh(0.5), 0.0]))  # (dy, dx) = (0.5, 0) at every LR pixel
+    moved = 0.5 * big[:, :, :-1] + 0.5 * big[:, :, 1:]
+    want = imresize(moved.double(), 1 / scale).float()
+    inner = (slice(None), slice(None), slice(2, 6), slice(2, 6))
+    assert (car(hr)[inner] - want[inner]).abs().max() < 1e-5
+    assert (car(hr)[inner] - imresize(hr.double(), 1 / scale).float()[inner]).abs().max() > 1e-2  # it did move
+    torch.nn.init.normal_(car.kernels.weight, std=0.05)
+    torch.nn.init.normal_(car.shift.weight, std=0.5)
+    assert (car.kernel(hr).sum(dim=1) - 1).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="offsets"):
+        CAR(scale, offsets=2)
 
 
 def test_an_untrained_tad_is_bicubic_downscaling_and_refuses_fractional_factors():

@@ -560,9 +560,10 @@ def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Seq
             measured: dict[tuple[str, int], RDPoint] | None = None) -> Comparison:
     """Every method's RD curve on ``ref`` (uint8 frames), its BD-rate against ``full`` and the convex hull.
 
-    ``down_crfs`` defaults to ``full_crfs`` less :data:`DOWN_CRF_OFFSET`. The hull sweeps ``full`` over
-    ``hull_crfs`` (a superset of points is re-used, not re-encoded) and the best downscaled method (lowest
-    BD-rate) over those CRFs less the offset; ``hull_crfs`` None skips it. ``on_point`` sees each point as
+    ``down_crfs`` defaults to :func:`down_crfs_for` ``full_crfs``. The hull sweeps ``full`` over ``hull_crfs``
+    (a superset of points is re-used, not re-encoded) and the best downscaled method (lowest BD-rate) over
+    :func:`down_crfs_for` those; ``hull_crfs`` None skips it. A method that adapts its model per point sends the
+    update where it pays (:func:`choose_updates`). ``on_point`` sees each point as
     it is measured (progress). ``measured`` ((method, crf) -> point) holds points measured before on the same
     frames and setup, which are re-used, and receives the new ones (a benchmark that adds a method later)."""
     check_codec(setup.codec)
