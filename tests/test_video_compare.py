@@ -81,6 +81,26 @@ def test_bd_rate_worked_examples() -> None:
         assert value < 0 and abs(value - _vceg_m33(RATE_A, PSNR_A, RATE_T, PSNR_T)) < 0.5
 
 
+def test_bd_rate_over_a_given_interval() -> None:
+    anchor = _pts(list(zip(RATE_A, PSNR_A, strict=True)))
+    test = _pts(list(zip(RATE_T, PSNR_T, strict=True)))
+    cheaper = _pts([(r * 0.8, p) for r, p in zip(RATE_A, PSNR_A, strict=True)])
+    assert rd.bd_rate(anchor, cheaper, interval=(35.5, 37.0)).percent == pytest.approx(-20.0, abs=1e-9)
+    # Over the overlap itself it is Bjontegaard's figure; over a part of it, the same interpolants' mean there.
+    whole = rd.bd_rate(anchor, test)
+    assert rd.bd_rate(anchor, test, interval=whole.overlap_db).percent == pytest.approx(whole.percent, abs=1e-9)
+    low, high = rd.bd_rate(anchor, test, interval=(34.987, 37.0)), rd.bd_rate(anchor, test, interval=(37.0, 40.037))
+    span = whole.overlap_db[1] - whole.overlap_db[0]
+    mean_log = (math.log10(1 + low.percent / 100) * (37.0 - 34.987) + math.log10(1 + high.percent / 100) * (40.037 - 37.0))
+    assert (10 ** (mean_log / span) - 1) * 100 == pytest.approx(whole.percent, abs=1e-9)  # the halves make the whole
+    outside = rd.bd_rate(anchor, test, interval=(30.0, 36.0))
+    assert outside.percent is None and "not over 30.00-36.00" in outside.note
+    # The interval every curve covers, for comparing methods with each other.
+    a, b = _pts([(100, 24.0), (400, 30.0)]), _pts([(60, 23.0), (300, 29.0)])
+    assert rd.common_interval([a, b]) == (24.0, 29.0)
+    assert rd.common_interval([a, _pts([(10, 10.0), (20, 12.0)])]) is None
+
+
 def test_bd_rate_undefined_without_overlap() -> None:
     low = _pts([(100, 24.0), (200, 26.0), (400, 28.0)])
     high = _pts([(800, 30.0), (1600, 32.0), (3200, 34.0)])

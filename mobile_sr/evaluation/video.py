@@ -356,11 +356,14 @@ def monotone(points: Sequence[RDPoint]) -> list[RDPoint]:
     return out
 
 
-def bd_rate(anchor: Sequence[RDPoint], test: Sequence[RDPoint], method: str = "akima") -> BDResult:
+def bd_rate(anchor: Sequence[RDPoint], test: Sequence[RDPoint], method: str = "akima",
+            interval: tuple[float, float] | None = None) -> BDResult:
     """BD-rate of ``test`` against ``anchor`` in percent (negative: fewer bits at equal Y-PSNR), by ``bjontegaard``.
 
-    Undefined (percent None, with the reason) when a curve has fewer than 2 usable points or the two PSNR
-    ranges do not overlap: extrapolating a curve past its last point is what BD-rate must not do."""
+    Over the two curves' PSNR overlap, as Bjontegaard defines it, or over ``interval`` (dB), which must lie
+    inside both: the package's interpolation of each curve, integrated there (:func:`common_interval`). Undefined
+    (percent None, with the reason) when a curve has fewer than 2 usable points or the PSNR ranges do not overlap
+    (or do not cover ``interval``): extrapolating a curve past its last point is what BD-rate must not do."""
     try:
         import bjontegaard as bd
     except ImportError as exc:  # it imports matplotlib at import time
@@ -372,16 +375,36 @@ def bd_rate(anchor: Sequence[RDPoint], test: Sequence[RDPoint], method: str = "a
     if lo >= hi:
         return BDResult(None, f"no Y-PSNR overlap: anchor {a[0].psnr_y:.2f}-{a[-1].psnr_y:.2f} dB, "
                               f"test {t[0].psnr_y:.2f}-{t[-1].psnr_y:.2f} dB")
+    if interval is not None:
+        if not lo - 1e-9 <= interval[0] < interval[1] <= hi + 1e-9:
+            return BDResult(None, f"the curves overlap at {lo:.2f}-{hi:.2f} dB, not over {interval[0]:.2f}-"
+                                  f"{interval[1]:.2f}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its 'insufficient overlap' warning: the overlap is reported instead
-        value = bd.bd_rate([p.kbps for p in a], [p.psnr_y for p in a], [p.kbps for p in t], [p.psnr_y for p in t],
-                           method=method, require_matching_points=False)
+        value, f_a, f_t = bd.bd_rate([p.kbps for p in a], [p.psnr_y for p in a], [p.kbps for p in t],
+                                     [p.psnr_y for p in t], method=method, require_matching_points=False,
+                                     interpolators=True)
+    if interval is not None:  # the same interpolants (log10 rate over PSNR), integrated over the interval
+        lo, hi = interval
+        value = (10 ** ((f_t.integrate(lo, hi) - f_a.integrate(lo, hi)) / (hi - lo)) - 1) * 100
     value = float(value)
     if not math.isfinite(value):
         return BDResult(None, "the interpolated curves gave no finite BD-rate", (lo, hi))
     dropped = len(anchor) + len(test) - len(a) - len(t)
     note = f"{dropped} dominated point(s) left out" if dropped else None
     return BDResult(value, note, (lo, hi))
+
+
+def common_interval(curves: Sequence[Sequence[RDPoint]]) -> tuple[float, float] | None:
+    """The PSNR interval every curve covers (None if there is none). BD-rate over each pair's own overlap ranks
+    methods over different intervals: a method whose curve reaches higher PSNR is charged for the expensive top
+    it adds (fine-tuning lifts Vid4 city's CRF 22 point to 30.7 dB, where full resolution costs half the bits),
+    so methods are compared with each other over this one interval too."""
+    ranges = [(c[0].psnr_y, c[-1].psnr_y) for c in (monotone(x) for x in curves) if len(c) >= 2]
+    if len(ranges) != len(curves):
+        return None
+    lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    return (lo, hi) if lo < hi else None
 
 
 # ---- convex hull -----------------------------------------------------------------------------------------
@@ -512,6 +535,7 @@ class Curve:
     method: Method
     points: list[RDPoint]
     bd: BDResult | None = None  # None for full itself
+    bd_common: BDResult | None = None  # over the interval every curve covers (Comparison.common_db)
 
 
 @dataclass
@@ -523,6 +547,7 @@ class Comparison:
     curves: dict[str, Curve]
     hull: Hull | None
     warnings: list[str] = field(default_factory=list)
+    common_db: tuple[float, float] | None = None  # the PSNR interval every method's curve covers
 
     def as_json(self) -> dict[str, Any]:
         methods: dict[str, Any] = {}
@@ -534,10 +559,14 @@ class Comparison:
             }
             if name == "full":
                 methods[name]["bd_rate_vs_full_percent"] = 0.0
-            elif c.bd is not None and c.bd.note:
-                methods[name]["bd_note"] = c.bd.note
+            else:
+                if c.bd is not None and c.bd.note:
+                    methods[name]["bd_note"] = c.bd.note
+                if c.bd_common is not None:
+                    methods[name]["bd_rate_common_interval_percent"] = c.bd_common.percent
         return {
             "methods": methods,
+            "common_interval_db": None if self.common_db is None else list(self.common_db),
             "hull": None if self.hull is None else self.hull.as_json(),
             "reference": self.reference,
             "codec": self.setup.codec,
@@ -602,11 +631,14 @@ def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Seq
     if lo > FULL_SPAN_DB[0] + 1 or hi < FULL_SPAN_DB[1] - 1:
         notes.append(f"full spans {lo:.1f}-{hi:.1f} dB Y-PSNR, not about {FULL_SPAN_DB[0]:.0f}-{FULL_SPAN_DB[1]:.0f} "
                      "(the low-rate regime): choose other --crf values for this content")
+    common = common_interval([c.points for c in curves.values()]) if len(curves) > 2 else None
     for name, c in curves.items():
         if name != "full":
             c.bd = bd_rate(full, c.points)
             if c.bd.percent is None:
                 notes.append(f"{name}: no BD-rate ({c.bd.note})")
+            if common is not None:
+                c.bd_common = bd_rate(full, c.points, interval=common)
     hull = None
     scored = [(c.bd.percent, n) for n, c in curves.items() if n != "full" and c.bd and c.bd.percent is not None]
     if hull_crfs is not None and scored:
@@ -617,7 +649,7 @@ def compare(ref: Frames, methods: Sequence[Method], setup: Setup, full_crfs: Seq
             down_wide = choose_updates(down_wide)
         hull = convex_hull(full_wide, down_wide, best.name)
     h, w = ref[0].shape[-2:]
-    return Comparison(reference, setup, len(ref), (w, h), curves, hull, notes)
+    return Comparison(reference, setup, len(ref), (w, h), curves, hull, notes, common)
 
 
 # ---- report ----------------------------------------------------------------------------------------------
@@ -628,11 +660,18 @@ def table(doc: dict[str, Any]) -> str:
     lines = [f"{doc['reference']}: {doc['width']}x{doc['height']}, {doc['frames']} frames, x{doc['scale']}, "
              f"{doc['codec']} {doc['preset']}, {doc['fps']:g} fps ({doc['metric']})"]
     width = max(len(n) for n in doc["methods"])
+    common = doc.get("common_interval_db")
     for name, m in doc["methods"].items():
-        bd = m["bd_rate_vs_full_percent"]
+        bd, bdc = m["bd_rate_vs_full_percent"], m.get("bd_rate_common_interval_percent")
         bd_text = "  anchor" if name == "full" else ("     n/a" if bd is None else f"{bd:+7.1f}%")
+        if common and name != "full":
+            bd_text += "         n/a" if bdc is None else f" ({bdc:+6.1f}%)"
+        elif common:
+            bd_text += " " * 12
         pts = "  ".join(f"{p['kbps']:.0f}/{p['psnr_y']:.2f}" for p in sorted(m["points"], key=lambda p: p["kbps"]))
         lines.append(f"  {name:<{width}}  BD-rate {bd_text}   kbps/dB: {pts}")
+    if common:
+        lines.append(f"  (in brackets: BD-rate over {common[0]:.2f}-{common[1]:.2f} dB, the Y-PSNR every curve covers)")
     hull = doc.get("hull")
     if hull:
         bd = hull["bd_rate_vs_full_percent"]
