@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=None, help="default: every method this installation can run")
     ap.add_argument("--finetune-seconds", type=float, default=60.0)
     ap.add_argument("--finetune-every", type=int, default=2)
+    ap.add_argument("--finetune-from", default=rd.DEFAULT_UPSCALER,
+                    help="the upscaler finetuned-sr starts from at every rate point (default: elsr, bicubic-sr's; "
+                         "elsr-h264 is codec-sr's)")
     ap.add_argument("--ssim-every", type=int, default=12)
     ap.add_argument("--frames", type=int, default=None, help="first N frames (default: all)")
     ap.add_argument("--down-crf", default=None, help="the downscaled methods' CRFs (default: full's less 10); e.g. "
@@ -118,10 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     for seq in args.seqs.split(","):
         frames = load_frames(VID4 / seq, args.frames)
         ft_log[seq] = []
-        methods = rd.build_methods(names, 2, adapt=finetune_adapt(args.finetune_seconds, args.finetune_every,
-                                                                  ft_log[seq]))
+        adapt = finetune_adapt(args.finetune_seconds, args.finetune_every, ft_log[seq])
+        methods = rd.build_methods([n for n in names if n != "finetuned-sr"], 2)
+        if "finetuned-sr" in names:  # in METHODS order, from its own base
+            tuned = rd.build_methods(["finetuned-sr"], 2, upscaler=args.finetune_from, adapt=adapt)[-1]
+            methods.insert(next((i for i, m in enumerate(methods) if rd.METHODS.index(m.name) > rd.METHODS.index(
+                "finetuned-sr")), len(methods)), tuned)
         setup = rd.Setup(scale=2, codec="h264", threads=1, ssim_every=args.ssim_every)
-        measured = cache.setdefault(f"{seq} frames={args.frames or 'all'} ssim_every={args.ssim_every}", {})
+        key = f"{seq} frames={args.frames or 'all'} ssim_every={args.ssim_every}"
+        if args.finetune_from != rd.DEFAULT_UPSCALER:  # finetuned-sr's points from another base are other points
+            key += f" finetune_from={args.finetune_from}"
+        measured = cache.setdefault(key, {})
         t0 = time.perf_counter()
 
         def progress(name: str, p: RDPoint, seq: str = seq, t0: float = t0) -> None:

@@ -70,6 +70,11 @@ def test_car_offsets_move_the_footprint_by_linear_interpolation(scale):
     torch.nn.init.normal_(car.kernels.weight, std=0.05)
     torch.nn.init.normal_(car.shift.weight, std=0.5)
     assert (car.kernel(hr).sum(dim=1) - 1).abs().max() < 1e-5
+    # From the untrained start (zero offsets) the loss reaches the offsets: they can leave the grid.
+    fresh = CAR(scale, offsets=1)
+    torch.nn.init.normal_(fresh.kernels.weight, std=0.05)
+    fresh(hr).square().mean().backward()
+    assert fresh.shift.weight.grad.abs().sum() > 0 and fresh.shift.bias.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="offsets"):
         CAR(scale, offsets=2)
 

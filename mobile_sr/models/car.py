@@ -75,7 +75,10 @@ class CAR(nn.Module):
         if not self.offsets:
             return weights
         d = torch.tanh(self.shift(feats))  # (N, 2, h, w)
-        hat = [torch.relu(-d), 1 - d.abs(), torch.relu(d)]  # linear interpolation's weights at -1, 0, +1
+        # Linear interpolation's weights at -1, 0, +1: relu(-d), 1 - |d|, relu(d), written so that the gradient at
+        # d = 0 (where training starts) is the central difference, not relu's and abs's zero, which would keep the
+        # offsets at zero for ever.
+        hat = [(d.abs() - d) / 2, 1 - d.abs(), (d.abs() + d) / 2]
         out = 0
         for a in range(3):
             for b in range(3):
