@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                          "elsr-h264 is codec-sr's)")
     ap.add_argument("--ssim-every", type=int, default=12)
     ap.add_argument("--frames", type=int, default=None, help="first N frames (default: all)")
-    ap.add_argument("--down-crf", default=None, help="the downscaled methods' CRFs (default: full's less 10); e.g. "
+    ap.add_argument("--down-crf", default=None, help="the downscaled methods' CRFs (default: 22-46:3, rd.down_crfs_for); e.g. "
                                                      "32-47:3, the issue trial's same CRFs as full, for a sensitivity run")
     ap.add_argument("--json", type=Path, default=HERE / "video_rd.json")
     ap.add_argument("--no-hull", action="store_true", help="skip the hull's wide sweep")
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         comp = rd.compare(frames, methods, setup, down_crfs=down, reference=f"vid4/{seq}", on_point=progress,
                           measured=measured, hull_crfs=None if args.no_hull else rd.HULL_CRFS)
         save_cache(args.cache, cache)
-        raw_ft[seq] = [p for (m, _), p in sorted(measured.items()) if m == "finetuned-sr"
-                       and p.crf in {q["crf"] for q in comp.as_json()["methods"].get("finetuned-sr", {}).get("points", [])}]
         one = comp.as_json()
+        swept = {q["crf"] for q in one["methods"].get("finetuned-sr", {}).get("points", [])}
+        raw_ft[seq] = [p for (m, c), p in sorted(measured.items()) if m == "finetuned-sr" and c in swept]
         problems = validate(one, rd.SCHEMA)
         if problems:
             raise SystemExit(f"{seq}: invalid document: {problems[0]}")

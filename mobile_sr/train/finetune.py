@@ -3,7 +3,7 @@
 A generic upscaler has to be good on every picture; the one shipped with a video only has to be good on that
 video, so it is trained on the video's own frames, the decoded low-resolution frames against the originals, for a
 bounded CPU budget. Its bits travel with the stream, so they are counted: :attr:`FinetuneResult.bytes` is the
-size of the weights as they would be sent.
+size of the weight update as it would be sent.
 
 What is sent: an *update* to the weights the phone already has (the upscaler it ships with), not the weights.
 Fine-tuning moves each parameter by a whole number of steps of :data:`UPDATE_STEP` (2^-6): the offsets are
