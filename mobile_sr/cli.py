@@ -75,7 +75,7 @@ def main() -> None:
 
 
 # Which `train` options belong to which trainer: giving one to the other trainer is an error, never ignored.
-PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch", "ema", "qat")
+PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch", "ema", "qat")  # ofa-sr: only --arch rep
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
 PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
 UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs) or sample (ofa-sr) their own LR
@@ -152,9 +152,9 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     supernet_pair = pair and MODELS[model_name].default_config["upscaler"]["model"] == SUPERNET
     ofa = model_name == SUPERNET or supernet_pair
     if supernet_pair:
-        trainer_refuses = tuple(n for n in PLAIN_ONLY if n != "scale") + ("unconstrained",)
+        trainer_refuses = tuple(n for n in PLAIN_ONLY if n not in ("scale", "arch")) + ("unconstrained",)
     else:
-        trainer_refuses = PLAIN_ONLY if ofa else OFA_ONLY
+        trainer_refuses = tuple(n for n in PLAIN_ONLY if n != "arch") if ofa else OFA_ONLY
     refused = trainer_refuses + (() if pair else PAIR_ONLY) + (UPSCALER_ONLY if ofa or pair else ())
     given = [name for name in refused if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
     if given:
@@ -172,6 +172,11 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
         torch.set_num_threads(threads)
     if ofa:
         pair_args = {"pair": model_name, "scale": scale, "lr_weight": lr_weight, "jpeg": jpeg} if supernet_pair else {}
+        for item in arch:  # the one setting of the supernet trainer: re-parameterised blocks
+            key, _, value = item.partition("=")
+            if key.strip() != "rep" or value.strip() not in ("0", "1"):
+                fail(f"--arch {item!r}: the ofa-sr trainer takes --arch rep=0|1 only (re-parameterised blocks)")
+            pair_args["rep"] = int(value)
         _train_ofa(list(data), out, phase_steps, lr, shrink_lr, warmup, batch, patch, subnets, seed, val_every,
                    ckpt_every, init_from, resume, no_progress, **pair_args)
         return

@@ -237,3 +237,20 @@ def test_ofa_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(tm
     r = CliRunner().invoke(main, [*args, "--resume"])
     assert r.exit_code == 0, r.output
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_ofa_sr_trains_re_parameterised_and_deploys_a_plain_subnet(tmp_path):
+    """`train --model ofa-sr --arch rep=1`: the written supernet says rep (so it reloads with its branches), its
+    largest subnet deploys to the plain graph, and --arch takes nothing else for the supernet."""
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["train", "--model", "ofa-sr", "--data", DATA, "--out", str(out), "--arch", "rep=1",
+                                  "--phase-steps", "2,1,1,2", "--batch", "2", "--patch", "32", "--val-every", "0",
+                                  "--threads", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    net = load_supernet(out)
+    assert net.config() == {"width": 24, "rep": 1} and any(".rep_" in k for k in net.state_dict())
+    sub = deploy(load_model(out, 2)).module
+    assert isinstance(sub, OFASubnet) and not any(".rep_" in k for k in sub.state_dict())
+    bad = CliRunner().invoke(main, _ofa_args(tmp_path / "bad", ("--arch", "width=8")))
+    assert bad.exit_code == 2 and bad.output.startswith("error: --arch 'width=8': the ofa-sr trainer takes"), bad.output
+    assert not (tmp_path / "bad").exists()

@@ -3,6 +3,8 @@ convolution, exactly, so that the exported graph of a re-parameterised model is 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -93,3 +95,118 @@ def test_rep_must_be_0_or_1():
         create_model("elsr", 2, pretrained=False, rep=2)
     with pytest.raises(ValueError, match="odd kernel"):
         RepConv(3, 3, 4)
+
+
+# --- the OFA supernet's blocks (models/ofa): elastic ops that slice their branches with their weights ---
+
+def _random_rep_supernet(seed: int = 0) -> nn.Module:
+    """A re-parameterised supernet with every weight random, the branches (which start at zero) included, and the
+    kernel transforms away from the identity, in double precision."""
+    from mobile_sr.models.ofa import OFASR
+
+    torch.manual_seed(seed)
+    net = OFASR(rep=1).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("form", ["pointwise", "depthwise"])
+def test_the_block_convolutions_fold_to_the_sum_of_their_branches(form):
+    """Against the branches written out as layers: the 1x1 through its inner width, the edge filters as their own
+    depthwise convolution (so the merged kernel is checked, not only restated)."""
+    from torch.nn import functional as F
+
+    from mobile_sr.models.reparam import EDGE_FILTERS, RepDepthwise, RepPointwise
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 9, 7, dtype=torch.float64)
+    if form == "pointwise":
+        rep = _randomise(RepPointwise(12, 20, inner=40).double())
+        branches = F.conv2d(x, rep.weight, rep.bias) + F.conv2d(F.conv2d(x, rep.rep_a[:, :, None, None]),
+                                                                rep.rep_b[:, :, None, None])
+    else:
+        rep = _randomise(RepDepthwise(12, 5).double())
+        edges = torch.stack([sum(s * torch.tensor(f, dtype=x.dtype) for s, f in zip(row, EDGE_FILTERS.values(), strict=True))
+                             for row in rep.rep_edge])[:, None]
+        branches = (F.conv2d(x, rep.weight, rep.bias, padding=2, groups=12)
+                    + F.conv2d(x, edges, padding=1, groups=12))
+    with torch.no_grad():
+        folded = rep.fold()
+        assert type(folded) is nn.Conv2d
+        assert (rep(x) - branches).abs().max() < 1e-10
+        assert (folded(x) - branches).abs().max() < 1e-10
+
+
+def test_a_re_parameterised_supernet_cuts_subnets_that_deploy_to_the_plain_graph():
+    """Elastic kernels and widths still slice (branches included): every sampled subnet, cut and then deployed,
+    computes what the supernet computes with that arch active, and is exactly the plain subnet's graph."""
+    import random
+
+    from mobile_sr.models.ofa import OFASubnet, sample
+    from mobile_sr.models.reparam import FOLDABLE
+
+    net, rng = _random_rep_supernet(), random.Random(0)
+    x = torch.rand(1, 3, 11, 13, dtype=torch.float64)
+    for _ in range(6):
+        arch = sample(rng, rng.choice((2, 4)))
+        net.set_active(arch)
+        with torch.no_grad():
+            ref = net(x)
+            cut = net.get_subnet(arch).double()
+            assert cut.config()["rep"] == 1 and any(isinstance(m, FOLDABLE) for m in cut.modules())
+            deployed = deploy_module(cut)
+            plain = OFASubnet(arch.scale, **arch.subnet_config()).double()
+            plain.load_state_dict(deployed.state_dict())  # a plain subnet's checkpoint: same keys and shapes
+            assert not any(isinstance(m, FOLDABLE) for m in deployed.modules())
+            assert profile(copy.deepcopy(deployed).float(), arch.scale) == profile(copy.deepcopy(plain).float(),
+                                                                                    arch.scale)
+            assert (cut(x) - ref).abs().max() < 1e-10
+            assert (plain(x) - ref).abs().max() < 1e-10, arch
+
+
+def test_every_supernet_branch_contributes_and_moves_with_the_channel_sort():
+    net = _random_rep_supernet(1)
+    x = torch.rand(1, 3, 10, 10, dtype=torch.float64)
+    with torch.no_grad():
+        ref = net(x)
+        for name in ("stages.0.0.expand.rep_b", "stages.0.0.depthwise.rep_edge", "stages.1.2.project.rep_a"):
+            saved = net.get_parameter(name).clone()
+            net.get_parameter(name).zero_()
+            assert (net(x) - ref).abs().max() > 1e-4, name
+            net.get_parameter(name).copy_(saved)
+        net.sort_channels()  # the hidden channels are permuted in the branches too: the same function
+        assert (net(x) - ref).abs().max() < 1e-10
+
+
+def test_a_plain_supernet_loads_into_a_re_parameterised_one_as_the_same_function():
+    """What `train --model ofa-sr --arch rep=1 --init-from ofa-sr` does: the branches start at zero. The other way
+    round the branches would be dropped, so it is refused."""
+    from mobile_sr.models.ofa import OFASR
+    from mobile_sr.train.ofa import load_into
+
+    torch.manual_seed(2)
+    plain, rep = OFASR().eval(), OFASR(rep=1).eval()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    load_into(rep, plain.state_dict(), "plain")
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(rep(x), plain(x))
+    with pytest.raises(ValueError, match="re-parameterised supernet"):
+        load_into(OFASR(), _random_rep_supernet().float().state_dict(), "rep")
+
+
+def test_a_searched_cut_fine_tunes_re_parameterised_from_its_plain_weights():
+    """`train --model ofa-s --arch rep=1 --init-from ofa-s`: the cut keeps its kernels and widths (the source's
+    settings, with rep added), and starts as the same function."""
+    from mobile_sr.train.trainer import TrainConfig, build_model
+
+    cfg = TrainConfig(model="ofa-s", scale=2, data=[], out="", config={"rep": 1}, init_from="ofa-s")
+    model, shipped = build_model(cfg).eval(), create_model("ofa-s", 2)
+    assert model.config() == {**shipped.config(), "rep": 1}
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert (model(x) - shipped(x)).abs().max() < 1e-6

@@ -237,7 +237,7 @@ def test_ema_writes_the_average_and_keeps_the_raw_weights_to_resume(tmp_path):
 @pytest.mark.parametrize("model,extra,flag", [
     ("ofa-sr", ("--steps", "10"), "--steps"),
     ("ofa-sr", ("--scale", "4"), "--scale"),
-    ("ofa-sr", ("--loss", "charbonnier", "--arch", "width=8"), "--loss, --arch"),
+    ("ofa-sr", ("--loss", "charbonnier", "--tail-lr-scale", "1"), "--tail-lr-scale, --loss"),
     ("fsrcnn", ("--phase-steps", "1,1,1,1"), "--phase-steps"),
     ("elsr", ("--shrink-lr", "1e-4", "--subnets", "3"), "--shrink-lr, --subnets"),
     ("ofa-sr", ("--ema", "0.999"), "--ema"),

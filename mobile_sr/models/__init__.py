@@ -251,8 +251,9 @@ def create_model(name: str, scale: Scale = 2, pretrained: bool = True, **config)
             f"no shipped weights for {name} x{scale:g} (shipped: {have}){instead}; {'or ' if others else ''}train it with "
             f"`mobile-sr train --model {name} --scale {scale:g}` and pass the checkpoint"
         )
-    # Shipped weights carry the config they were trained with (their manifest), like timm's pretrained cfg.
-    shipped_config = (spec.manifest(scale) or {}).get("config", {}) if pretrained else {}
+    # Shipped weights carry the config they were trained with (their manifest), like timm's pretrained cfg. A model
+    # with no default config of its own (the searched cuts ofa-s/m/l) is its manifest's architecture, trained or not.
+    shipped_config = (spec.manifest(scale) or {}).get("config", {}) if pretrained or not spec.default_config else {}
     model = spec.build(scale=scale, **{**spec.default_config, **shipped_config, **config})
     if pretrained:
         model.load_state_dict(load_file(path))

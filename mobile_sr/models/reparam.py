@@ -12,6 +12,18 @@ the sum of linear branches, each richer to optimise than one kxk kernel but toge
 - ``sobel_x``, ``sobel_y``, ``laplacian``: a 1x1 convolution, then a fixed 3x3 edge filter per channel with a
   learned scale (ECBSR's edge branches; k = 3 only).
 
+Two more forms serve the OFA supernet's inverted-bottleneck blocks (``models/ofa``), whose elastic ops slice their
+weights and so cannot hold a separate branch module per kernel size or width:
+
+- :class:`RepPointwise`: a 1x1 convolution plus SESR's collapsible expansion, a product ``B @ A`` through a wider
+  inner dimension. A product, not another summed branch: without BatchNorm a sum of linear branches only rescales
+  the learning rate of some taps, while a product changes the optimisation itself (SESR, ECBSR's conv1x1-conv3x3).
+- :class:`RepDepthwise`: a kxk depthwise convolution plus ECBSR's Sobel-x, Sobel-y and Laplacian filters, each with
+  a learned scale per channel, added at the centre (so one set serves every kernel size of an elastic layer).
+
+Both keep the plain convolution's parameters under its own names (``weight``, ``bias``), so a plain checkpoint loads
+into them, and their branches start at zero: a re-parameterised layer starts as the plain one it replaces.
+
 Every branch is linear, so :meth:`RepConv.fold` computes the single kxk kernel and bias that give the same output
 (up to float rounding), once, in ``deploy``: never on every forward, as BasicSR's ECB does in eval mode. The
 deployed module is made of plain ``nn.Conv2d`` layers, so exporters, ``profile`` and latency see exactly the
@@ -21,6 +33,7 @@ network a plain model of the same shape would be.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -93,14 +106,78 @@ class RepConv(nn.Module):
         return folded
 
 
+def edge_kernels(scales: torch.Tensor) -> torch.Tensor:
+    """ECBSR's three edge filters weighted per channel: ``scales`` (C, 3) -> depthwise 3x3 kernels (C, 1, 3, 3)."""
+    filters = torch.tensor(list(EDGE_FILTERS.values()), dtype=scales.dtype, device=scales.device)
+    return torch.einsum("cj,jkl->ckl", scales, filters)[:, None]
+
+
+def add_centred(kernel: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+    """``kernel`` (C, 1, k, k) plus ``small`` (C, 1, s, s), s <= k, added at its centre (out of place)."""
+    pad = (kernel.shape[-1] - small.shape[-1]) // 2
+    return kernel + F.pad(small, (pad, pad, pad, pad))
+
+
+class RepPointwise(nn.Conv2d):
+    """1x1 convolution trained as ``weight + B @ A`` (see module doc). ``inner`` is the width of the product;
+    ``B`` starts at zero, so the layer starts as the plain convolution (and ``A`` gets gradient once ``B`` moves)."""
+
+    def __init__(self, cin: int, cout: int, inner: int) -> None:
+        super().__init__(cin, cout, 1)
+        self.rep_a = nn.Parameter(torch.randn(inner, cin) / math.sqrt(cin))
+        self.rep_b = nn.Parameter(torch.zeros(cout, inner))
+
+    def merged_weight(self) -> torch.Tensor:
+        return self.weight + (self.rep_b @ self.rep_a)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.merged_weight(), self.bias)
+
+    @torch.no_grad()
+    def fold(self) -> nn.Conv2d:
+        folded = nn.Conv2d(self.in_channels, self.out_channels, 1, dtype=self.weight.dtype, device=self.weight.device)
+        folded.weight.copy_(self.merged_weight())
+        folded.bias.copy_(self.bias)
+        return folded
+
+
+class RepDepthwise(nn.Conv2d):
+    """kxk depthwise convolution (k >= 3) trained with ECBSR's edge filters added at its centre, each scaled per
+    channel (``rep_edge``, (C, 3), starting at zero)."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        if kernel % 2 == 0 or kernel < 3:
+            raise ValueError(f"RepDepthwise needs an odd kernel >= 3, got {kernel}")
+        super().__init__(channels, channels, kernel, padding=kernel // 2, groups=channels)
+        self.rep_edge = nn.Parameter(torch.zeros(channels, len(EDGE_FILTERS)))
+
+    def merged_weight(self) -> torch.Tensor:
+        return add_centred(self.weight, edge_kernels(self.rep_edge))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.merged_weight(), self.bias, padding=self.padding, groups=self.groups)
+
+    @torch.no_grad()
+    def fold(self) -> nn.Conv2d:
+        k = self.kernel_size[0]
+        folded = nn.Conv2d(self.in_channels, self.out_channels, k, padding=k // 2, groups=self.groups,
+                           dtype=self.weight.dtype, device=self.weight.device)
+        folded.weight.copy_(self.merged_weight())
+        folded.bias.copy_(self.bias)
+        return folded
+
+
+FOLDABLE = (RepConv, RepPointwise, RepDepthwise)
+
+
 def reparameterize(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with every :class:`RepConv` folded into its plain convolution; ``module`` itself when
-    it holds none (the trained module always keeps its training form)."""
-    if not any(isinstance(m, RepConv) for m in module.modules()):
+    """A copy of ``module`` with every re-parameterised convolution (``FOLDABLE``) folded into its plain
+    convolution; ``module`` itself when it holds none (the trained module always keeps its training form)."""
+    if not any(isinstance(m, FOLDABLE) for m in module.modules()):
         return module
     out = copy.deepcopy(module)
     for child in list(out.modules()):
         for attr, sub in list(child.named_children()):
-            if isinstance(sub, RepConv):
+            if isinstance(sub, FOLDABLE):
                 setattr(child, attr, sub.fold())
     return out

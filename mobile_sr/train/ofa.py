@@ -79,6 +79,7 @@ class OFATrainConfig:
     val_every: int = 1000
     ckpt_every: int = 250
     width: int = 24
+    rep: int = 0  # 1: re-parameterised blocks (models/ofa/layers.py), folded by deploy into the plain graph
     # Continue a trained supernet in new phases (e.g. a longer expand phase); a supernet pair may also continue a
     # trained supernet pair of its kind and scale (downscaler included).
     init_from: str | None = None
@@ -95,7 +96,12 @@ class OFATrainConfig:
             raise ValueError("phase steps must be >= 0 and add up to >= 1")
         if self.batch < 1 or self.lr_patch < 8 or self.subnets < 1:
             raise ValueError("batch >= 1, lr_patch >= 8 and subnets >= 1 are required")
+        if self.rep not in (0, 1):
+            raise ValueError(f"--arch rep={self.rep}: rep must be 0 or 1")
         if self.pair is not None:
+            if self.rep:
+                raise ValueError(f"--arch rep=1: re-parameterised training is for ofa-sr itself, not the supernet "
+                                 f"pair {self.pair} yet")
             if not is_supernet_pair(self.pair):
                 raise ValueError(f"{self.pair!r} is not a pair whose upscaler is the {SUPERNET} supernet")
             if self.scale not in SCALES:
@@ -194,8 +200,21 @@ def build_net(cfg: OFATrainConfig) -> tuple[torch.nn.Module, OFASR]:
     if cfg.pair:
         net = create_model(cfg.pair, cfg.scale, pretrained=False)
         return net, net.upscaler
-    net = OFASR(width=cfg.width)
+    net = OFASR(width=cfg.width, rep=cfg.rep)
     return net, net
+
+
+def load_into(target: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``state`` into ``target``: whole, or a plain supernet's weights into a re-parameterised one, whose branches
+    then keep their zero start (the same function). Branches into a plain supernet would be dropped: refused."""
+    own = target.state_dict()
+    branches = [k for k in own if ".rep_" in k]
+    if any(".rep_" in k for k in state) and not branches:
+        raise ValueError(f"--init-from {source}: a re-parameterised supernet (rep=1); train it with --arch rep=1")
+    target.load_state_dict(state, strict=not branches)
+    unknown = sorted(set(state) - set(own)) + sorted(k for k in set(own) - set(state) if ".rep_" not in k)
+    if unknown:
+        raise ValueError(f"--init-from {source}: weights do not fit ({unknown[0]})")
 
 
 def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -221,7 +240,7 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
                                  f"x{cfg.scale}")
             net.load_state_dict(source.state_dict())
         else:
-            model.load_state_dict(source.state_dict())
+            load_into(model, source.state_dict(), cfg.init_from)
     down = net.downscaler if isinstance(net, SRPair) else None
     jpeg = JpegRange.parse(cfg.jpeg) if cfg.jpeg else None
     opt = _optimizer(net)
@@ -229,7 +248,7 @@ def train_ofa(cfg: OFATrainConfig, resume: bool = False, progress: bool = True) 
     if resume:
         ckpt = load_run_checkpoint(ckpt_path)
         saved = ckpt["train_config"]
-        for key in ("batch", "lr_patch", "seed", "subnets", "width", "holdout_every", "pair", "scale"):
+        for key in ("batch", "lr_patch", "seed", "subnets", "width", "rep", "holdout_every", "pair", "scale"):
             if saved.get(key, asdict(cfg)[key]) != asdict(cfg)[key]:
                 raise ValueError(f"--resume: {key} differs from the checkpoint ({saved[key]!r} vs {asdict(cfg)[key]!r})")
         # Phases not begun yet may be lengthened or shortened; the ones already run may not.

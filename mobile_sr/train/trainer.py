@@ -270,7 +270,9 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     ``--arch`` gives others), with ``--init-from``'s weights where they fit; for ``--qat``, in deployed form."""
     torch.manual_seed(cfg.seed)
     source = load_model(cfg.init_from, cfg.scale if cfg.init_from in MODELS else None) if cfg.init_from else None
-    config = cfg.config or (source.config if source is not None and source.name == cfg.model else {})
+    # A fine-tune of the same model keeps its source's settings; --arch changes the ones it names (e.g. a cut
+    # subnet's kernels and widths stay, and --arch rep=1 adds the branches).
+    config = {**(source.config if source is not None and source.name == cfg.model else {}), **cfg.config}
     try:
         model = create_model(cfg.model, cfg.scale, pretrained=False, **config)
     except TypeError as exc:

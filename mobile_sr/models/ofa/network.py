@@ -10,6 +10,9 @@ Elastic dimensions: the depthwise kernel of every block {3,5,7}, the expand rati
 {2,3,4}, the depth of every stage {1,2,3} and the number of PixelShuffle stages {1,2} (x2 or x4).
 The body is shared by both scales; each scale has its own output convolution.
 
+``rep=1`` trains the blocks re-parameterised (:mod:`.layers`); the head and the upsampler stay plain, so the
+weights of a plain supernet load into a re-parameterised one (whose branches start at zero) and back.
+
 Image-space residual: the prediction is added to the nearest-neighbour upscaled input, made as a
 fixed 0/1 1x1 convolution (input repeated s^2 times) before the depth-to-space, as in ELSR. For
 x4 the anchor of the second stage is the nearest-neighbour 2x image. The network thus predicts
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import DynamicMBBlock, MBBlock
+from .layers import DynamicMBBlock, MBBlock, rep_inner
 
 KERNELS = (3, 5, 7)
 EXPANDS = (2, 3, 4)
@@ -142,20 +145,24 @@ class OFASubnet(nn.Module):
     """A static subnet: head, a plain list of :class:`MBBlock`, the upsampler of its scale. No elastic op."""
 
     def __init__(self, scale: int = 2, width: int = WIDTH, kernels: list[int] | None = None,
-                 hidden: list[int] | None = None) -> None:
+                 hidden: list[int] | None = None, rep: int = 0) -> None:
         super().__init__()
+        if rep not in (0, 1):
+            raise ValueError(f"OFA rep must be 0 or 1, got {rep}")
         cfg = largest(scale).subnet_config()
         kernels = list(cfg["kernels"] if kernels is None else kernels)
         hidden = list(cfg["hidden"] if hidden is None else hidden)
         if len(kernels) != len(hidden) or not kernels:
             raise ValueError(f"kernels {kernels} and hidden {hidden} must be non-empty and of equal length")
-        self.scale, self.width, self.kernels, self.hidden = scale, width, kernels, hidden
+        self.scale, self.width, self.kernels, self.hidden, self.rep = scale, width, kernels, hidden, rep
+        # The inner width of the supernet's blocks, so that a cut keeps its branches whole (rep_inner).
+        inner = rep_inner(width, width * EXPANDS[-1]) if rep else 0
         self.head = nn.Conv2d(3, width, 3, padding=1)
-        self.blocks = nn.Sequential(*[MBBlock(width, h, k) for k, h in zip(kernels, hidden, strict=True)])
+        self.blocks = nn.Sequential(*[MBBlock(width, h, k, inner) for k, h in zip(kernels, hidden, strict=True)])
         self.upsampler = Upsampler(width, scale)
 
     def config(self) -> dict:
-        return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden}
+        return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden, **({"rep": 1} if self.rep else {})}
 
     def tail(self) -> nn.Module:
         return self.upsampler
@@ -168,12 +175,15 @@ class OFASubnet(nn.Module):
 class OFASR(nn.Module):
     """The supernet. ``set_active(arch)`` picks a subnet; ``get_subnet(arch)`` cuts it out as an :class:`OFASubnet`."""
 
-    def __init__(self, scale: int = 2, width: int = WIDTH) -> None:
+    def __init__(self, scale: int = 2, width: int = WIDTH, rep: int = 0) -> None:
         super().__init__()
-        self.width = width
+        if rep not in (0, 1):
+            raise ValueError(f"OFA rep must be 0 or 1, got {rep}")
+        self.width, self.rep = width, rep
         self.head = nn.Conv2d(3, width, 3, padding=1)
         self.stages = nn.ModuleList([
-            nn.ModuleList([DynamicMBBlock(width, EXPANDS, KERNELS) for _ in range(DEPTHS[-1])]) for _ in range(STAGES)
+            nn.ModuleList([DynamicMBBlock(width, EXPANDS, KERNELS, rep=bool(rep)) for _ in range(DEPTHS[-1])])
+            for _ in range(STAGES)
         ])
         self.upsamplers = nn.ModuleDict({f"x{s}": Upsampler(width, s) for s in SCALES})
         for up in self.upsamplers.values():  # start as nearest-neighbour upscaling: training begins at ~30 dB
@@ -182,7 +192,7 @@ class OFASR(nn.Module):
         self.set_active(largest(scale))
 
     def config(self) -> dict:
-        return {"width": self.width}
+        return {"width": self.width, **({"rep": 1} if self.rep else {})}
 
     @property
     def scale(self) -> int:
@@ -208,12 +218,13 @@ class OFASR(nn.Module):
 
     @torch.no_grad()
     def get_subnet(self, arch: Arch) -> OFASubnet:
-        """A plain :class:`OFASubnet` with copies of ``arch``'s weights (the supernet keeps its active arch)."""
+        """A static :class:`OFASubnet` with copies of ``arch``'s weights (the supernet keeps its active arch): plain
+        convolutions, or for ``rep`` their re-parameterised form, which ``deploy`` folds into plain ones."""
         previous = self.arch
         self.set_active(arch)
         try:
             cfg = arch.subnet_config()
-            net = OFASubnet(arch.scale, self.width, cfg["kernels"], cfg["hidden"])
+            net = OFASubnet(arch.scale, self.width, cfg["kernels"], cfg["hidden"], rep=self.rep).to(self.head.weight)
             net.head.load_state_dict(self.head.state_dict())
             blocks = [self.blocks[i].get_active_subnet() for i in arch.active_slots()]
             net.blocks = nn.Sequential(*blocks)
