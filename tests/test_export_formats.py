@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,32 @@ def test_pt2e_calibrates_the_crops_at_their_own_size_and_converts_at_the_export_
     assert native == pytest.approx(mirrored, rel=0.1)
     (result,) = export(Model.of("elsr", model), ["executorch"], int8=True, size=(128, 128), out_dir=tmp_path)
     assert result.verification.status == "passed", result.verification.problems
+
+
+def test_onnx_runtime_calibrates_each_image_at_its_own_size_by_percentile(tmp_path, image_like_model):
+    """The int8 ONNX file's ranges come from ORT's percentile calibration of a dynamic-size copy of the graph on the
+    crops as they are (its cache is keyed by tensor name, so every activation must still be quantized), the input
+    sits on the 8-bit image's grid, a QAT model keeps min/max ranges, and no calibration file is left behind."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mobile_sr.export import onnx as ort_export
+
+    model = image_like_model("elsr")
+    calib = load_calib().native(64, 64)
+
+    def scales(qat: bool, out: Path) -> dict[str, float]:
+        dest = out / "m.onnx"
+        out.mkdir()
+        ort_export.export(ExportWrapper(model, qat=qat).eval(), torch.rand(1, 3, 64, 64), "int8", calib, dest)
+        assert sorted(p.name for p in out.iterdir()) == ["m.onnx"]
+        graph = onnx.load(str(dest)).graph
+        inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        return {n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"}
+
+    trimmed, minmax = scales(False, tmp_path / "ptq"), scales(True, tmp_path / "qat")
+    assert trimmed.keys() == minmax.keys() and len(trimmed) >= 6  # the same tensors quantized both ways
+    assert trimmed["input"] == minmax["input"] == pytest.approx(1 / 255, rel=1e-6)
+    inner = [k for k in trimmed if k != "input" and trimmed[k] != pytest.approx(1 / 255, rel=1e-6)]
+    assert inner and all(trimmed[k] <= minmax[k] * (1 + 1e-6) for k in inner)  # a percentile range is within min/max
+    assert any(trimmed[k] < minmax[k] * 0.999 for k in inner)

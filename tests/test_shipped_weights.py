@@ -158,12 +158,7 @@ def test_shipped_pair_reaches_its_floors_with_an_honest_lr(shared_benchmark, nam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,scale,baseline,quality", [
-    *[(n, s, b, q) for n, s, b in TAD_PAIRS for q in (75, 90) if (n, s, q) != ("rescale", 4, 90)],
-    # Known shortfall, measured when shipping: 26.695 against 26.724 dB. Strict: a better x4 pair must drop this.
-    pytest.param("rescale", 4, "elsr", 90, marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason="the x4 pair is 0.03 dB below ELSR on bicubic LR at q90")),
-])
+@pytest.mark.parametrize("name,scale,baseline,quality", [(n, s, b, q) for n, s, b in TAD_PAIRS for q in (75, 90)])
 def test_through_jpeg_the_pair_never_falls_below_the_bicubic_lr_pipeline(shared_benchmark, name, scale, baseline,
                                                                           quality):
     """The LR compressed as phones send it: the learned pipeline against the same upscaler architecture trained on

@@ -51,7 +51,8 @@ class Format:
     export: Callable[..., OpsReport | None]
     load: Callable[[Path, int], Loaded]
     # int8 calibrates on the images at their own size (CalibSet.native, a list), not on the export-size batch:
-    # PT2E graphs run at any size (export/pt2e.py); the converters of static graphs take the batch.
+    # PT2E graphs run at any size (export/pt2e.py), ONNX Runtime calibrates a copy of the graph with dynamic
+    # height and width (export/onnx.py); the TFLite converter takes the batch.
     calib_native: bool = False
 
 
@@ -63,7 +64,7 @@ FORMATS: dict[str, Format] = {
     "coreml": Format("coreml", ".mlpackage", "coreml", ("coremltools",), ("fp16", "fp32", "int8"), "executorch",
                      ("coremltools", "executorch", "torchao"), coreml.export, coreml.load, calib_native=True),
     "onnx": Format("onnx", ".onnx", "onnx", ("onnx", "onnxruntime"), ("fp32", "int8"), None,
-                   ("onnx", "onnxruntime"), onnx.export, onnx.load),
+                   ("onnx", "onnxruntime"), onnx.export, onnx.load, calib_native=True),
 }
 
 
@@ -177,7 +178,8 @@ def export(model: Model, targets: list[str], *, int8: bool = False, fp16: bool =
     # same pixels without the mirrored repeats, so every quantizer sees the activations the preparation saw.
     # Weights trained quantization-aware (train --qat) already sit on the int8 grid: adjusting them again would
     # undo what QAT learned, so they are converted as they are, calibrated on the same batch.
-    int8_wrapper = None if batch is None else ExportWrapper(net if model.qat else prepare(net, batch)).eval()
+    int8_wrapper = None if batch is None else ExportWrapper(net if model.qat else prepare(net, batch),
+                                                            qat=model.qat).eval()
     threads = torch.get_num_threads()
     ref: Reference | DownReference | None = None  # PyTorch's tiled Set5, computed once, when a runtime can use it
     out = Path(out_dir)

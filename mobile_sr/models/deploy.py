@@ -75,9 +75,12 @@ class ExportWrapper(nn.Module):
     runtime has (TFLite RELU_0_TO_1 / MINIMUM+MAXIMUM, Core ML clip, ONNX Clip, XNNPACK clamp).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, qat: bool = False) -> None:
+        """``qat``: the model was trained quantization-aware, so int8 calibration observes its activation ranges
+        as its fake-quantizers did (min/max) rather than trimming them (``export/onnx.py``)."""
         super().__init__()
         self.model = model
+        self.qat = qat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).clamp(0.0, 1.0)
