@@ -53,7 +53,8 @@ class CalibSet:
         """Each image fitted to at most ``h`` x ``w`` and never mirrored (8 px a side at least): (3, h', w') float32.
 
         These hold the pixels of ``batch(h, w)`` once each, where the batch repeats a smaller image by mirroring:
-        what a calibration that runs at any size (PT2E, ``export/pt2e.py``) observes, at a fraction of the cost."""
+        what a calibration that runs at any size (PT2E, ``export/pt2e.py``; ONNX Runtime's on a dynamic-size copy of the
+        graph, ``export/onnx.py``) observes, at a fraction of the cost."""
         return [fit(img, max(min(h, img.shape[1]), min(h, 8)), max(min(w, img.shape[2]), min(w, 8)))
                 for img in self.images]
 
