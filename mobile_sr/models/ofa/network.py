@@ -11,7 +11,7 @@ Elastic dimensions: the depthwise kernel of every block {3,5,7}, the expand rati
 The body is shared by both scales; each scale has its own output convolution.
 
 ``rep=1`` trains the blocks re-parameterised (:mod:`.layers`); the head and the upsampler stay plain, so the
-weights of a plain supernet load into a re-parameterised one (whose branches start at zero) and back.
+weights of a plain supernet load into a re-parameterised one (whose branches start at zero: the same function).
 
 Image-space residual: the prediction is added to the nearest-neighbour upscaled input, made as a
 fixed 0/1 1x1 convolution (input repeated s^2 times) before the depth-to-space, as in ELSR. For
