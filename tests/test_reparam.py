@@ -64,6 +64,7 @@ def test_rep_elsr_deploys_to_exactly_the_plain_elsr_graph():
     assert shapes == {k: v.shape for k, v in plain.state_dict().items()}
     assert profile(deployed, 2) == profile(deploy_module(plain), 2)
     plain.load_state_dict(deployed.state_dict())  # the folded weights are a plain ELSR checkpoint
+    assert deployed.config() == plain.config() == {"width": 16} and rep.config() == {"width": 16, "rep": 1}
     x = torch.rand(1, 3, 19, 23)
     with torch.no_grad():
         ref = rep(x)
@@ -159,6 +160,7 @@ def test_a_re_parameterised_supernet_cuts_subnets_that_deploy_to_the_plain_graph
             deployed = deploy_module(cut)
             plain = OFASubnet(arch.scale, **arch.subnet_config()).double()
             plain.load_state_dict(deployed.state_dict())  # a plain subnet's checkpoint: same keys and shapes
+            assert deployed.config() == plain.config() == arch.subnet_config()  # what a search writes rebuilds it
             assert not any(isinstance(m, FOLDABLE) for m in deployed.modules())
             assert profile(copy.deepcopy(deployed).float(), arch.scale) == profile(copy.deepcopy(plain).float(),
                                                                                     arch.scale)

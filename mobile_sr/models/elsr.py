@@ -58,7 +58,8 @@ class ELSR(nn.Module):
         return self.up
 
     def config(self) -> dict:
-        return {"width": self.width, **({"rep": 1} if self.rep else {})}
+        """The settings that rebuild this module: after ``deploy`` folds the branches it is a plain ELSR (no rep)."""
+        return {"width": self.width, **({"rep": 1} if any(isinstance(m, RepConv) for m in self.modules()) else {})}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = F.relu(self.head(x))

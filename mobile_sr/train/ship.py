@@ -21,6 +21,7 @@ from ..data.images import read_rgb
 from ..data.imresize import imresize, quantize
 from ..evaluation import Jpeg, evaluate, pipeline_for, published_scores
 from ..models import WEIGHTS_DIR, Model, ModelError, info, load_model, load_torch_file
+from ..models.reparam import reparameterize
 from .trainer import TrainConfig
 
 
@@ -176,7 +177,12 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     }
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dest = WEIGHTS_DIR / spec.weights_path(scale).name  # <name>_x<s>, or <name> for weights shared by every scale
-    write_weights(model.module, manifest, dest)
+    # Shipped weights are the plain form: re-parameterised branches folded (the exported graph is the same either way).
+    module = reparameterize(model.module)
+    if module is not model.module:
+        manifest["config"] = module.config()
+        manifest["trained_as"] = {"config": model.config, "folded": "re-parameterised branches folded by deploy"}
+    write_weights(module, manifest, dest)
     return dest
 
 

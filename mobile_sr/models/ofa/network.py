@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..reparam import FOLDABLE
 from .layers import DynamicMBBlock, MBBlock, rep_inner
 
 KERNELS = (3, 5, 7)
@@ -162,7 +163,9 @@ class OFASubnet(nn.Module):
         self.upsampler = Upsampler(width, scale)
 
     def config(self) -> dict:
-        return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden, **({"rep": 1} if self.rep else {})}
+        """The settings that rebuild this module: after ``deploy`` folds the branches it is a plain subnet (no rep)."""
+        rep = any(isinstance(m, FOLDABLE) for m in self.blocks.modules())
+        return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden, **({"rep": 1} if rep else {})}
 
     def tail(self) -> nn.Module:
         return self.upsampler
