@@ -57,6 +57,8 @@ def train_command(cfg: dict) -> str:
         flags += ["--seed", str(cfg["seed"])]
     if cfg.get("init_from"):
         flags += ["--init-from", rel(cfg["init_from"])]
+    if cfg.get("rep"):
+        flags += ["--arch", "rep=1"]
     flags += ["--val-every", str(cfg["val_every"])]
     return "mobile-sr train " + shlex.join(flags)
 

@@ -155,6 +155,10 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     cut = _cut_record(old)
     if cut:
         stages.insert(0, cut.pop("search_command"))
+        earlier = old["command"][1:] if isinstance(old["command"], list) else []  # the cut's fine-tunes so far
+        if earlier:
+            stages[1:1] = earlier
+            steps, seconds = steps + old["steps"], seconds + old["wall_minutes"] * 60
     elif old:  # a further fine-tune of the shipped weights: their record
         stages = (old["command"] if isinstance(old["command"], list) else [old["command"]]) + stages
         steps, seconds = steps + old["steps"], seconds + old["wall_minutes"] * 60
