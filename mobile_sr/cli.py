@@ -75,7 +75,7 @@ def main() -> None:
 
 
 # Which `train` options belong to which trainer: giving one to the other trainer is an error, never ignored.
-PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "arch", "ema", "qat")  # ofa-sr: only --arch rep
+PLAIN_ONLY = ("scale", "steps", "tail_lr_scale", "loss", "init", "ema", "qat")  # --arch: both (ofa-sr: rep only)
 OFA_ONLY = ("phase_steps", "shrink_lr", "subnets")
 PAIR_ONLY = ("lr_weight", "unconstrained", "jpeg")
 UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs) or sample (ofa-sr) their own LR
@@ -152,9 +152,9 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     supernet_pair = pair and MODELS[model_name].default_config["upscaler"]["model"] == SUPERNET
     ofa = model_name == SUPERNET or supernet_pair
     if supernet_pair:
-        trainer_refuses = tuple(n for n in PLAIN_ONLY if n not in ("scale", "arch")) + ("unconstrained",)
+        trainer_refuses = tuple(n for n in PLAIN_ONLY if n != "scale") + ("unconstrained",)
     else:
-        trainer_refuses = tuple(n for n in PLAIN_ONLY if n != "arch") if ofa else OFA_ONLY
+        trainer_refuses = PLAIN_ONLY if ofa else OFA_ONLY
     refused = trainer_refuses + (() if pair else PAIR_ONLY) + (UPSCALER_ONLY if ofa or pair else ())
     given = [name for name in refused if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
     if given:

@@ -37,7 +37,7 @@ class ELSR(nn.Module):
             raise ValueError(f"ELSR scale must be >= 1, got {scale}")
         if rep not in (0, 1):
             raise ValueError(f"ELSR rep must be 0 or 1, got {rep}")
-        self.scale, self.width, self.rep = scale, width, rep
+        self.scale, self.width = scale, width
 
         def conv(cin: int, cout: int) -> nn.Module:
             return RepConv(cin, cout, 3) if rep else nn.Conv2d(cin, cout, 3, padding=1)

@@ -118,7 +118,26 @@ def add_centred(kernel: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
     return kernel + F.pad(small, (pad, pad, pad, pad))
 
 
-class RepPointwise(nn.Conv2d):
+class _MergedConv(nn.Conv2d):
+    """A convolution that runs ``merged_weight()`` (its own weight plus its branches), and folds to a plain
+    ``nn.Conv2d`` of the same shape holding it."""
+
+    def merged_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.merged_weight(), self.bias)
+
+    @torch.no_grad()
+    def fold(self) -> nn.Conv2d:
+        folded = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.padding,
+                           groups=self.groups, dtype=self.weight.dtype, device=self.weight.device)
+        folded.weight.copy_(self.merged_weight())
+        folded.bias.copy_(self.bias)
+        return folded
+
+
+class RepPointwise(_MergedConv):
     """1x1 convolution trained as ``weight + B @ A`` (see module doc). ``inner`` is the width of the product;
     ``B`` starts at zero, so the layer starts as the plain convolution (and ``A`` gets gradient once ``B`` moves)."""
 
@@ -130,18 +149,8 @@ class RepPointwise(nn.Conv2d):
     def merged_weight(self) -> torch.Tensor:
         return self.weight + (self.rep_b @ self.rep_a)[:, :, None, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.merged_weight(), self.bias)
 
-    @torch.no_grad()
-    def fold(self) -> nn.Conv2d:
-        folded = nn.Conv2d(self.in_channels, self.out_channels, 1, dtype=self.weight.dtype, device=self.weight.device)
-        folded.weight.copy_(self.merged_weight())
-        folded.bias.copy_(self.bias)
-        return folded
-
-
-class RepDepthwise(nn.Conv2d):
+class RepDepthwise(_MergedConv):
     """kxk depthwise convolution (k >= 3) trained with ECBSR's edge filters added at its centre, each scaled per
     channel (``rep_edge``, (C, 3), starting at zero)."""
 
@@ -153,18 +162,6 @@ class RepDepthwise(nn.Conv2d):
 
     def merged_weight(self) -> torch.Tensor:
         return add_centred(self.weight, edge_kernels(self.rep_edge))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.merged_weight(), self.bias, padding=self.padding, groups=self.groups)
-
-    @torch.no_grad()
-    def fold(self) -> nn.Conv2d:
-        k = self.kernel_size[0]
-        folded = nn.Conv2d(self.in_channels, self.out_channels, k, padding=k // 2, groups=self.groups,
-                           dtype=self.weight.dtype, device=self.weight.device)
-        folded.weight.copy_(self.merged_weight())
-        folded.bias.copy_(self.bias)
-        return folded
 
 
 FOLDABLE = (RepConv, RepPointwise, RepDepthwise)

@@ -207,12 +207,10 @@ def build_net(cfg: OFATrainConfig) -> tuple[torch.nn.Module, OFASR]:
 def load_into(target: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``state`` into ``target``: whole, or a plain supernet's weights into a re-parameterised one, whose branches
     then keep their zero start (the same function). Branches into a plain supernet would be dropped: refused."""
-    own = target.state_dict()
-    branches = [k for k in own if ".rep_" in k]
-    if any(".rep_" in k for k in state) and not branches:
+    if any(".rep_" in k for k in state) and not any(".rep_" in k for k in target.state_dict()):
         raise ValueError(f"--init-from {source}: a re-parameterised supernet (rep=1); train it with --arch rep=1")
-    target.load_state_dict(state, strict=not branches)
-    unknown = sorted(set(state) - set(own)) + sorted(k for k in set(own) - set(state) if ".rep_" not in k)
+    result = target.load_state_dict(state, strict=False)
+    unknown = sorted(result.unexpected_keys) + sorted(k for k in result.missing_keys if ".rep_" not in k)
     if unknown:
         raise ValueError(f"--init-from {source}: weights do not fit ({unknown[0]})")
 

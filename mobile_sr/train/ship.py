@@ -153,15 +153,10 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     # A searched subnet fine-tuned in several runs (each --init-from the last) keeps its cut's record too.
     old = (spec.manifest(scale) or {}) if root == name else {}  # the run started from the shipped weights
     cut = _cut_record(old)
-    if cut:
-        stages.insert(0, cut.pop("search_command"))
-        earlier = old["command"][1:] if isinstance(old["command"], list) else []  # the cut's fine-tunes so far
-        if earlier:
-            stages[1:1] = earlier
-            steps, seconds = steps + old["steps"], seconds + old["wall_minutes"] * 60
-    elif old:  # a further fine-tune of the shipped weights: their record
+    cut.pop("search_command", None)  # the first of old's commands
+    if old:  # a further fine-tune of the shipped weights (a searched cut's: its search and fine-tunes so far)
         stages = (old["command"] if isinstance(old["command"], list) else [old["command"]]) + stages
-        steps, seconds = steps + old["steps"], seconds + old["wall_minutes"] * 60
+        steps, seconds = steps + old.get("steps", 0), seconds + old.get("wall_minutes", 0) * 60
     manifest = {
         "model": name, "scale": scale, "config": model.config, **cut,
         **({"scales": list(spec.scales), "scale_range": list(spec.scale_range),

@@ -155,7 +155,7 @@ class OFASubnet(nn.Module):
         hidden = list(cfg["hidden"] if hidden is None else hidden)
         if len(kernels) != len(hidden) or not kernels:
             raise ValueError(f"kernels {kernels} and hidden {hidden} must be non-empty and of equal length")
-        self.scale, self.width, self.kernels, self.hidden, self.rep = scale, width, kernels, hidden, rep
+        self.scale, self.width, self.kernels, self.hidden = scale, width, kernels, hidden
         # The inner width of the supernet's blocks, so that a cut keeps its branches whole (rep_inner).
         inner = rep_inner(width, width * EXPANDS[-1]) if rep else 0
         self.head = nn.Conv2d(3, width, 3, padding=1)
