@@ -101,8 +101,9 @@ UPSCALER_ONLY = ("lr_codec",)  # refused for pairs and ofa-sr: they make (pairs)
 @click.option("--init", "init", type=click.Choice(["paper", "bicubic"]), default="paper", show_default=True,
               help="bicubic: start FSRCNN as bicubic upscaling (converges much faster).")
 @click.option("--init-from", default=None, help="Model name or checkpoint to fine-tune from (weights that fit).")
-@click.option("--arch", multiple=True, metavar="KEY=INT",
-              help="Override an architecture setting, e.g. --arch width=16 (ELSR) or --arch d=32 (FSRCNN).")
+@click.option("--arch", multiple=True, metavar="KEY=VALUE",
+              help="Override an architecture setting, e.g. --arch width=16 (ELSR), --arch d=32 (FSRCNN), "
+                   "--arch tail=direct (an OFA cut at x4: one PixelShuffle stage).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Steps between validations (0: never).")
@@ -183,9 +184,10 @@ def train(ctx: click.Context, model_name: str, scale: int, data: tuple[str, ...]
     overrides = {}
     for item in arch:
         key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            fail(f"--arch {item!r}: expected KEY=INT, e.g. --arch width=16")
-        overrides[key.strip()] = int(value)
+        value = value.strip()
+        if not sep or not value or not (value.isdigit() or value.isidentifier()):
+            fail(f"--arch {item!r}: expected KEY=INT or KEY=WORD, e.g. --arch width=16 or --arch tail=direct")
+        overrides[key.strip()] = int(value) if value.isdigit() else value
     if pair and overrides:  # a pair's settings are its parts': --arch downscaler.width=48
         nested = {part: {**spec, "config": dict(spec.get("config", {}))}
                   for part, spec in MODELS[model_name].default_config.items()}

@@ -204,6 +204,36 @@ def test_int8_loses_at_most_the_allowed_set5_psnr(exported, request):
                                                                              for k in keys}
 
 
+def test_tflite_int8_ranges_are_percentiles_not_min_max(tmp_path):
+    """A rare spike (one bright pixel in 16 calibration images) would set a min/max range, and the step of every
+    other value with it; the TFLite route narrows each activation range to the 99.999th percentile of |values|
+    (``tflite._quantize``), as ORT's calibration does. QAT weights keep min/max: their ranges were learned."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobile_sr.export import tflite
+
+    torch.manual_seed(0)
+    spike = torch.nn.Conv2d(3, 5, 1)  # 5 channels: the tensor to find in the int8 graph
+    with torch.no_grad():
+        spike.weight.zero_()
+        spike.bias.zero_()
+        spike.weight[0, 0], spike.bias[0] = 8.0, -4.0  # 8 x red - 4: below 0.08 on the flat images, 4 at the spike
+    net = torch.nn.Sequential(spike, torch.nn.Conv2d(5, 3, 1)).eval()
+    calib = 0.5 + 0.01 * torch.rand(16, 3, 128, 128)  # 1.3M values in the spike's output, one of them off the flat
+    calib[0, :, 64, 64] = 1.0
+    widths = {}
+    for qat in (False, True):
+        dest = tmp_path / f"qat{int(qat)}.tflite"
+        tflite.export(ExportWrapper(net, qat=qat), calib[:1], "int8", calib, dest)
+        interp = Interpreter(model_path=str(dest))
+        (t,) = [t for t in interp.get_tensor_details() if list(t["shape"]) == [1, 128, 128, 5]]
+        widths[qat] = 255 * t["quantization"][0]  # 255 int8 steps: the width of the tensor's range
+    with torch.no_grad():
+        values = spike(calib)
+    assert widths[True] == pytest.approx((values.max() - values.min()).item(), rel=0.02)  # min/max: the spike
+    assert widths[False] < 0.1 * widths[True]  # the percentile: the flat areas' values only
+
+
 def test_float_exports_keep_set5_of_pytorch(exported):
     *_, results, _ = exported
     for key in [("tflite", "fp32"), ("executorch", "fp32"), ("onnx", "fp32"), ("tflite", "fp16")]:

@@ -121,6 +121,41 @@ def test_subnets_equal_the_supernet_and_hold_no_elastic_op(scale):
     assert net.arch == largest(scale), "get_subnet must not change the supernet's active arch"
 
 
+def test_direct_x4_tail_is_one_pixel_shuffle_that_starts_as_nearest_and_rebuilds_from_its_config():
+    """``tail=direct``: an x4 cut's upsampler as one 3x3 W->48 convolution and PixelShuffle 4 (FSRCNN's and ELSR's
+    form), for the x4 default under FSRCNN's latency. It starts as nearest-neighbour upscaling (so a trained body
+    fine-tunes from a sensible start), costs far fewer MACs than the two staged PixelShuffles, and its config
+    rebuilds it, re-parameterised or folded."""
+    from mobile_sr.models.deploy import deploy_module, profile
+
+    direct = OFASubnet(4, tail="direct")
+    x = torch.rand(1, 3, 9, 14)
+    with torch.no_grad():
+        assert torch.equal(direct(x), x.repeat_interleave(4, -1).repeat_interleave(4, -2))
+    shuffles = [m for m in direct.upsampler.modules() if isinstance(m, nn.Conv2d)]
+    assert len(shuffles) == 1 and shuffles[0].out_channels == 48 and not direct.upsampler.stages
+    x2 = profile(OFASubnet(2), 2).macs_per_output_pixel * 4  # per LR pixel: the body and the x2 tail (W->12)
+    per_lr = profile(direct, 4).macs_per_output_pixel * 16
+    assert per_lr == pytest.approx(x2 + 9 * 24 * (48 - 12))  # the same body, a W->48 tail
+    mid = {"kernels": [3, 5, 5, 3, 5, 5], "hidden": [48, 96, 48, 48, 96, 48]}  # ofa-m's body: the tail dominates
+    assert profile(OFASubnet(4, tail="direct", **mid), 4).macs_per_output_pixel < \
+        0.7 * profile(OFASubnet(4, **mid), 4).macs_per_output_pixel
+    rep = OFASubnet(4, kernels=[3, 5], hidden=[48, 96], rep=1, tail="direct")
+    with torch.no_grad():
+        for p in rep.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    assert rep.config()["tail"] == "direct" and rep.config()["rep"] == 1
+    folded = deploy_module(rep)
+    assert folded.config() == {"width": 24, "kernels": [3, 5], "hidden": [48, 96], "tail": "direct"}
+    rebuilt = OFASubnet(4, **folded.config())
+    rebuilt.load_state_dict(folded.state_dict())
+    with torch.no_grad():
+        assert (rebuilt(x) - rep(x)).abs().max().item() < 1e-5
+    assert "tail" not in OFASubnet(2, tail="direct").config()  # at x2 both forms are the same graph
+    with pytest.raises(ValueError, match="tail"):
+        OFASubnet(4, tail="shuffle")
+
+
 def test_arch_space_validates_and_encodes():
     with pytest.raises(ValueError, match="scale"):
         Arch(3, (1, 1), (3,) * 6, (2,) * 6)

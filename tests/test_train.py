@@ -314,6 +314,36 @@ def test_a_subnet_fine_tuned_in_two_runs_keeps_its_cut_record(tmp_path, monkeypa
     assert man["steps"] == (shipped["steps"] if earlier else 0) + 4
 
 
+def test_a_cut_fine_tuned_with_the_direct_x4_tail_keeps_its_body_and_says_its_tail_is_new(tmp_path, monkeypatch,
+                                                                                           shared_benchmark):
+    """``--arch tail=direct`` on an x4 cut (how ofa-m x4 was made): the body starts from the shipped weights, the new
+    one-shuffle tail from nearest-neighbour upscaling; the manifest's command has the flag and says that the search's
+    latencies are the cut's. A value that is no word, or of the wrong kind, is one ``error:`` line."""
+    from mobile_sr.models import create_model, load_model
+    from mobile_sr.train import ship
+
+    def args(out: Path, *extra: str) -> list[str]:
+        a = _args(out, 2, ("--init-from", "ofa-s", *extra))
+        a[a.index("fsrcnn")], a[a.index("--scale") + 1], a[a.index("--patch") + 1] = "ofa-s", "4", "64"
+        return a
+
+    run = tmp_path / "a"
+    r = CliRunner().invoke(main, args(run, "--arch", "tail=direct", "--lr", "1e-9"))
+    assert r.exit_code == 0, r.output
+    trained, shipped = load_model(run).module, create_model("ofa-s", 4)
+    assert trained.config()["tail"] == "direct" and not trained.upsampler.stages
+    assert torch.allclose(trained.blocks[0].project.weight, shipped.blocks[0].project.weight, atol=1e-6)
+    monkeypatch.setattr(ship, "WEIGHTS_DIR", tmp_path / "weights")
+    man = json.loads(ship.ship(run, shared_benchmark).with_suffix(".json").read_text())
+    assert "--arch tail=direct" in man["command"][-1] and "not this graph's" in man["tail"]
+    assert man["config"]["tail"] == "direct"
+    for bad, says in (("tail=a-b", "expected KEY=INT or KEY=WORD"), ("tail=staging", "tail must be one of"),
+                      ("width=wide", "a value of the wrong kind")):
+        r = CliRunner().invoke(main, args(tmp_path / bad, "--arch", bad))
+        assert r.exit_code == 2 and says in r.output and r.output.count("\n") == 1, r.output
+        assert not (tmp_path / bad).exists()
+
+
 def test_a_fine_tune_of_shipped_weights_keeps_their_record(tmp_path, monkeypatch, shared_benchmark):
     """Training on from the shipped weights (``--init-from NAME``): the new manifest lists the shipped commands first,
     then the new run, and counts the shipped steps and minutes too, so the record still reproduces the weights."""

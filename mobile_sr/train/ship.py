@@ -157,6 +157,9 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     if old:  # a further fine-tune of the shipped weights (a searched cut's: its search and fine-tunes so far)
         stages = (old["command"] if isinstance(old["command"], list) else [old["command"]]) + stages
         steps, seconds = steps + old.get("steps", 0), seconds + old.get("wall_minutes", 0) * 60
+    if cut and model.config.get("tail") == "direct":  # a fine-tune gave the cut's body another tail (ofa-m x4)
+        cut["tail"] = ("the cut's two PixelShuffle stages replaced by one (--arch tail=direct), trained by the "
+                       "fine-tune: 'predicted' and 'measured' are the cut's latencies, not this graph's")
     manifest = {
         "model": name, "scale": scale, "config": model.config, **cut,
         **({"scales": list(spec.scales), "scale_range": list(spec.scale_range),

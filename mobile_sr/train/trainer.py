@@ -276,7 +276,8 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     try:
         model = create_model(cfg.model, cfg.scale, pretrained=False, **config)
     except TypeError as exc:
-        raise ValueError(f"--arch {cfg.config}: not a setting of {cfg.model} ({exc})") from None
+        given = " ".join(f"{k}={v}" for k, v in cfg.config.items())
+        raise ValueError(f"--arch {given}: not a setting of {cfg.model}, or a value of the wrong kind ({exc})") from None
     if cfg.init == "bicubic":
         if not isinstance(model, FSRCNN):
             raise ValueError("--init bicubic is only defined for FSRCNN models")

@@ -37,6 +37,7 @@ DEPTHS = (1, 2, 3)
 STAGES = 2
 WIDTH = 24
 SCALES = (2, 4)
+TAILS = ("staged", "direct")  # a static subnet's upsampler at x4: the supernet's two PixelShuffle stages, or one
 
 
 @dataclass(frozen=True)
@@ -123,33 +124,43 @@ def _anchor(channels: int, scale: int) -> torch.Tensor:
 
 
 class Upsampler(nn.Module):
-    """``log2(scale)`` PixelShuffle stages: (3x3 W->4W, shuffle, ReLU) per extra stage, then the output stage."""
+    """``log2(scale)`` PixelShuffle stages: (3x3 W->4W, shuffle, ReLU) per extra stage, then the output stage.
 
-    def __init__(self, width: int, scale: int) -> None:
+    ``direct`` (a static subnet's option, not the supernet's): one 3x3 W->3s^2 convolution and one PixelShuffle s,
+    as in FSRCNN's sub-pixel form and ELSR. At x4 the staged tail costs more than the whole body of a mid-sized
+    subnet (a W->4W convolution at LR and a W->12 one at 2x), so a body trained in the supernet is given this tail
+    and fine-tuned, when x4 must run within FSRCNN's latency. At x2 both forms are the same.
+    """
+
+    def __init__(self, width: int, scale: int, direct: bool = False) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale}")
-        self.scale = scale
-        self.stages = nn.ModuleList([nn.Conv2d(width, 4 * width, 3, padding=1) for _ in range(scale.bit_length() - 2)])
-        self.out = nn.Conv2d(width, 12, 3, padding=1)
-        self.register_buffer("anchor", _anchor(3, 2), persistent=False)
+        self.scale, self.direct = scale, direct or scale == 2
+        step = scale if self.direct else 2
+        self.stages = nn.ModuleList([] if self.direct else
+                                    [nn.Conv2d(width, 4 * width, 3, padding=1) for _ in range(scale.bit_length() - 2)])
+        self.out = nn.Conv2d(width, 3 * step * step, 3, padding=1)
+        self.register_buffer("anchor", _anchor(3, step), persistent=False)
 
     def forward(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         base = x
         for conv in self.stages:
             f = F.relu(F.pixel_shuffle(conv(f), 2))
             base = F.pixel_shuffle(F.conv2d(base, self.anchor), 2)
-        return F.pixel_shuffle(self.out(f) + F.conv2d(base, self.anchor), 2)
+        return F.pixel_shuffle(self.out(f) + F.conv2d(base, self.anchor), self.scale if self.direct else 2)
 
 
 class OFASubnet(nn.Module):
     """A static subnet: head, a plain list of :class:`MBBlock`, the upsampler of its scale. No elastic op."""
 
     def __init__(self, scale: int = 2, width: int = WIDTH, kernels: list[int] | None = None,
-                 hidden: list[int] | None = None, rep: int = 0) -> None:
+                 hidden: list[int] | None = None, rep: int = 0, tail: str = "staged") -> None:
         super().__init__()
         if rep not in (0, 1):
             raise ValueError(f"OFA rep must be 0 or 1, got {rep}")
+        if tail not in TAILS:
+            raise ValueError(f"OFA tail must be one of {', '.join(TAILS)}, got {tail!r}")
         cfg = largest(scale).subnet_config()
         kernels = list(cfg["kernels"] if kernels is None else kernels)
         hidden = list(cfg["hidden"] if hidden is None else hidden)
@@ -160,12 +171,17 @@ class OFASubnet(nn.Module):
         inner = rep_inner(width, width * EXPANDS[-1]) if rep else 0
         self.head = nn.Conv2d(3, width, 3, padding=1)
         self.blocks = nn.Sequential(*[MBBlock(width, h, k, inner) for k, h in zip(kernels, hidden, strict=True)])
-        self.upsampler = Upsampler(width, scale)
+        self.tail_kind = tail
+        self.upsampler = Upsampler(width, scale, direct=tail == "direct")
+        if tail == "direct" and scale != 2:  # a new tail on a trained body starts as nearest-neighbour upscaling
+            nn.init.zeros_(self.upsampler.out.weight)
+            nn.init.zeros_(self.upsampler.out.bias)
 
     def config(self) -> dict:
         """The settings that rebuild this module: after ``deploy`` folds the branches it is a plain subnet (no rep)."""
         rep = any(isinstance(m, FOLDABLE) for m in self.blocks.modules())
-        return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden, **({"rep": 1} if rep else {})}
+        return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden, **({"rep": 1} if rep else {}),
+                **({"tail": "direct"} if self.scale != 2 and self.tail_kind == "direct" else {})}
 
     def tail(self) -> nn.Module:
         return self.upsampler
