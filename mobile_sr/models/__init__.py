@@ -104,6 +104,11 @@ MODELS: dict[str, ModelInfo] = {
     "ofa-s": ModelInfo("ofa-s", "upscaler", OFASubnet, "ofa-sr subnet, small budget (searched, host TFLite)"),
     "ofa-m": ModelInfo("ofa-m", "upscaler", OFASubnet, "ofa-sr subnet, medium budget (searched, host TFLite)"),
     "ofa-l": ModelInfo("ofa-l", "upscaler", OFASubnet, "ofa-sr subnet, large budget (searched, host TFLite)"),
+    # ofa-m's graph trained on x264-decoded LR like elsr-h264 (train --model ofa-m-h264 --init-from ofa-m: a variant
+    # with no settings of its own takes its source's, see train.trainer.build_model): for video, where it is not
+    # real-time on a phone CPU.
+    "ofa-m-h264": ModelInfo("ofa-m-h264", "upscaler", OFASubnet,
+                            "ofa-m trained on x264-decoded LR (clip CRF ~21-40): compression-aware, for video"),
     "bicubic": ModelInfo("bicubic", "downscaler", BicubicDown, "MATLAB-bicubic downscaling (any factor >= 1)",
                          weights="none"),
     # Learned downscalers ship only inside the pair they were trained with (their weights are the pair's).

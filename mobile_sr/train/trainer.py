@@ -36,7 +36,7 @@ from ..data.calib import CROP, load_calib
 from ..data.codec_lr import CodecRange, CodecTrainPatches, codec_images
 from ..data.datasets import BenchmarkImage, ScaledPatches, TrainPatches, load_benchmark
 from ..evaluation import Pipeline, evaluate
-from ..models import MODELS, SUPERNET, ModelError, create_model, load_model, load_torch_file, scale_arbitrary
+from ..models import MODELS, SUPERNET, ModelError, create_model, info, load_model, load_torch_file, scale_arbitrary
 from ..models.aidn import TRAIN_FACTORS
 from ..models.deploy import deploy_module
 from ..models.fsrcnn import FSRCNN, init_bicubic
@@ -271,8 +271,13 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     torch.manual_seed(cfg.seed)
     source = load_model(cfg.init_from, cfg.scale if cfg.init_from in MODELS else None) if cfg.init_from else None
     # A fine-tune of the same model keeps its source's settings; --arch changes the ones it names (e.g. a cut
-    # subnet's kernels and widths stay, and --arch rep=1 adds the branches).
-    config = {**(source.config if source is not None and source.name == cfg.model else {}), **cfg.config}
+    # subnet's kernels and widths stay, and --arch rep=1 adds the branches). So does a variant of the source's network
+    # that has no settings of its own yet (no defaults, no shipped manifest): ofa-m-h264 from ofa-m.
+    spec = info(cfg.model)
+    variant = (source is not None and info(source.name).build is spec.build and not spec.default_config
+               and spec.manifest(cfg.scale) is None)
+    same = source is not None and (source.name == cfg.model or variant)
+    config = {**(source.config if same else {}), **cfg.config}
     try:
         model = create_model(cfg.model, cfg.scale, pretrained=False, **config)
     except TypeError as exc:
