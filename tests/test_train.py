@@ -344,6 +344,29 @@ def test_a_cut_fine_tuned_with_the_direct_x4_tail_keeps_its_body_and_says_its_ta
         assert not (tmp_path / bad).exists()
 
 
+def test_a_variant_without_settings_takes_its_sources_and_a_shipped_model_keeps_its_own(tmp_path, monkeypatch):
+    """``train --model ofa-m-h264 --init-from ofa-m`` (a new name for the same network, trained on other data) must
+    build ofa-m's graph: a model with no defaults and no manifest of its own takes its source's settings. One that has
+    a manifest keeps its own graph and takes the weights that fit (``--model ofa-m --init-from ofa-s``)."""
+    from mobile_sr.models import MODELS, ModelInfo, create_model, load_model
+    from mobile_sr.models.ofa import OFASubnet
+
+    monkeypatch.setitem(MODELS, "ofa-variant", ModelInfo("ofa-variant", "upscaler", OFASubnet, "a test variant"))
+
+    def run(name: str, out: Path, *extra: str) -> dict:
+        a = _args(out, 1, ("--init-from", "ofa-s", "--lr", "1e-9", *extra))
+        a[a.index("fsrcnn")] = name
+        r = CliRunner().invoke(main, a)
+        assert r.exit_code == 0, r.output
+        return load_model(out).module.config()
+
+    ofa_s, ofa_m = create_model("ofa-s", 2).config(), create_model("ofa-m", 2).config()
+    assert ofa_s != ofa_m
+    assert run("ofa-variant", tmp_path / "v") == ofa_s
+    assert run("ofa-variant", tmp_path / "r", "--arch", "rep=1") == {**ofa_s, "rep": 1}
+    assert run("ofa-m", tmp_path / "m") == ofa_m
+
+
 def test_a_fine_tune_of_shipped_weights_keeps_their_record(tmp_path, monkeypatch, shared_benchmark):
     """Training on from the shipped weights (``--init-from NAME``): the new manifest lists the shipped commands first,
     then the new run, and counts the shipped steps and minutes too, so the record still reproduces the weights."""
