@@ -71,8 +71,8 @@ def test_the_supernet_and_three_subnets_per_scale_ship():
 @pytest.mark.parametrize("name,scale", OFA_SUBNETS)
 def test_shipped_subnet_is_cut_from_the_supernet_and_matches_its_manifest(name, scale):
     """The shipped subnet's weights are the supernet's, sliced for its arch (to float rounding), unless its manifest
-    records a fine-tune of the cut after the search (ofa-m and ofa-l): then the graph is the cut's, or at x4 the cut's
-    body with the one-shuffle tail (``tail=direct``, ofa-m x4: for FSRCNN's latency), given in a fine-tune's --arch."""
+    records a fine-tune of the cut after the search: then the graph is the cut's, or at x4 the cut's body with the
+    one-shuffle tail (``tail=direct``, ofa-s and ofa-m x4: for FSRCNN's latency), given in a fine-tune's --arch."""
     man = manifest(name, scale)
     search, *fine_tunes = man["command"] if isinstance(man["command"], list) else [man["command"]]
     assert search.startswith(f"mobile-sr search --scale {scale} --latency-ms")
