@@ -88,6 +88,7 @@ def _quantize(calibrated: bytes, samples: np.ndarray, io_type) -> bytes:
     ranges = {i: (float(t.quantization.min[0]), float(t.quantization.max[0])) for i, t in enumerate(graph.tensors)
               if i not in fixed and t.quantization is not None and t.quantization.min is not None
               and len(t.quantization.min) == 1}
+    tops = {i: max(abs(lo), abs(hi)) or 1.0 for i, (lo, hi) in ranges.items()}  # each histogram spans [0, top]
     # No delegate: XNNPACK would keep the intermediate tensors to itself.
     interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -97,14 +98,12 @@ def _quantize(calibrated: bytes, samples: np.ndarray, io_type) -> bytes:
     for sample in samples:
         interp.set_tensor(graph.inputs[0], sample[None])
         interp.invoke()
-        for i, (lo, hi) in ranges.items():
-            top = max(abs(lo), abs(hi)) or 1.0
+        for i, top in tops.items():
             idx = np.minimum((np.abs(interp.get_tensor(i)) * (bins / top)).astype(np.int64), bins - 1)
             hist[i] += np.bincount(idx.ravel(), minlength=bins)
     for i, (lo, hi) in ranges.items():
-        top = max(abs(lo), abs(hi)) or 1.0
         cdf = np.cumsum(hist[i]) / hist[i].sum()
-        edge = (int(np.searchsorted(cdf, CALIB_PERCENTILE / 100)) + 1) * top / bins
+        edge = (int(np.searchsorted(cdf, CALIB_PERCENTILE / 100)) + 1) * tops[i] / bins
         q = graph.tensors[i].quantization
         q.min, q.max = np.array([max(lo, -edge)], np.float32), np.array([min(hi, edge)], np.float32)
     return mlir_quantize(bytes(flatbuffer_utils.convert_object_to_bytearray(model)),

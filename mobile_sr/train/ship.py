@@ -126,15 +126,19 @@ CUT_KEYS = ("arch", "budget_ms", "runtime", "input_size", "predicted", "measured
             "predictor")
 
 
-def _cut_record(old: dict) -> dict:
+def _cut_record(old: dict, config: dict) -> dict:
     """The search record in the shipped manifest ``old`` when it is a searched subnet's (else nothing), for a run
-    that fine-tuned it: its command goes first, and its latencies still hold (the graph is the same)."""
+    that fine-tuned it into ``config``: its latencies still hold where the graph is the cut's; a fine-tune that gave
+    the body another tail (``tail=direct``, ofa-s/m x4) says that they do not."""
     if "arch" not in old:
         return {}
-    search = old["command"] if isinstance(old["command"], str) else old["command"][0]
-    return {"search_command": search, **{k: old[k] for k in CUT_KEYS if k in old},
-            "cut_from": "ofa-sr by the search command (its 'measured' PSNR is the cut's), then fine-tuned on its own "
-                        "by the train command(s) (the first --init-from: the cut)"}
+    record = {k: old[k] for k in CUT_KEYS if k in old}
+    record["cut_from"] = ("ofa-sr by the search command (its 'measured' PSNR is the cut's), then fine-tuned on its own "
+                          "by the train command(s) (the first --init-from: the cut)")
+    if config.get("tail") == "direct":
+        record["tail"] = ("the cut's two PixelShuffle stages replaced by one (--arch tail=direct), trained by the "
+                          "fine-tune: 'predicted' and 'measured' are the cut's latencies, not this graph's")
+    return record
 
 
 def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path:
@@ -152,14 +156,10 @@ def ship(run: Path, data_root: Path, weights: str = "model.safetensors") -> Path
     seconds, steps = seconds + summary["train_seconds"], steps + summary["step"]
     # A searched subnet fine-tuned in several runs (each --init-from the last) keeps its cut's record too.
     old = (spec.manifest(scale) or {}) if root == name else {}  # the run started from the shipped weights
-    cut = _cut_record(old)
-    cut.pop("search_command", None)  # the first of old's commands
+    cut = _cut_record(old, model.config)  # its search command is the first of old's commands
     if old:  # a further fine-tune of the shipped weights (a searched cut's: its search and fine-tunes so far)
         stages = (old["command"] if isinstance(old["command"], list) else [old["command"]]) + stages
         steps, seconds = steps + old.get("steps", 0), seconds + old.get("wall_minutes", 0) * 60
-    if cut and model.config.get("tail") == "direct":  # a fine-tune gave the cut's body another tail (ofa-m x4)
-        cut["tail"] = ("the cut's two PixelShuffle stages replaced by one (--arch tail=direct), trained by the "
-                       "fine-tune: 'predicted' and 'measured' are the cut's latencies, not this graph's")
     manifest = {
         "model": name, "scale": scale, "config": model.config, **cut,
         **({"scales": list(spec.scales), "scale_range": list(spec.scale_range),

@@ -137,18 +137,18 @@ class Upsampler(nn.Module):
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale}")
         self.scale, self.direct = scale, direct or scale == 2
-        step = scale if self.direct else 2
+        self.step = scale if self.direct else 2  # the factor of the output PixelShuffle
         self.stages = nn.ModuleList([] if self.direct else
                                     [nn.Conv2d(width, 4 * width, 3, padding=1) for _ in range(scale.bit_length() - 2)])
-        self.out = nn.Conv2d(width, 3 * step * step, 3, padding=1)
-        self.register_buffer("anchor", _anchor(3, step), persistent=False)
+        self.out = nn.Conv2d(width, 3 * self.step ** 2, 3, padding=1)
+        self.register_buffer("anchor", _anchor(3, self.step), persistent=False)
 
     def forward(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         base = x
         for conv in self.stages:
             f = F.relu(F.pixel_shuffle(conv(f), 2))
             base = F.pixel_shuffle(F.conv2d(base, self.anchor), 2)
-        return F.pixel_shuffle(self.out(f) + F.conv2d(base, self.anchor), self.scale if self.direct else 2)
+        return F.pixel_shuffle(self.out(f) + F.conv2d(base, self.anchor), self.step)
 
 
 class OFASubnet(nn.Module):
@@ -171,7 +171,6 @@ class OFASubnet(nn.Module):
         inner = rep_inner(width, width * EXPANDS[-1]) if rep else 0
         self.head = nn.Conv2d(3, width, 3, padding=1)
         self.blocks = nn.Sequential(*[MBBlock(width, h, k, inner) for k, h in zip(kernels, hidden, strict=True)])
-        self.tail_kind = tail
         self.upsampler = Upsampler(width, scale, direct=tail == "direct")
         if tail == "direct" and scale != 2:  # a new tail on a trained body starts as nearest-neighbour upscaling
             nn.init.zeros_(self.upsampler.out.weight)
@@ -181,7 +180,7 @@ class OFASubnet(nn.Module):
         """The settings that rebuild this module: after ``deploy`` folds the branches it is a plain subnet (no rep)."""
         rep = any(isinstance(m, FOLDABLE) for m in self.blocks.modules())
         return {"width": self.width, "kernels": self.kernels, "hidden": self.hidden, **({"rep": 1} if rep else {}),
-                **({"tail": "direct"} if self.scale != 2 and self.tail_kind == "direct" else {})}
+                **({"tail": "direct"} if self.scale != 2 and self.upsampler.direct else {})}
 
     def tail(self) -> nn.Module:
         return self.upsampler
